@@ -1,0 +1,96 @@
+"""Exact late interaction (MaxSim) over a flat token matrix.
+
+Score(q, d) = sum over query vectors i of max over the document's vectors j of <q_i, d_j>.
+Documents are contiguous row ranges of one `(n_vectors, dim)` matrix (CSR-style offsets), so
+the per-document max is a segment reduction over a dense similarity block: no padding, no
+Python loop over documents. torch runs it on CUDA when asked (or present), on the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["maxsim_scores", "exhaustive_search", "pick_device"]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to score on: the one given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """MaxSim of every query against every document of one block.
+
+    queries: (n_queries, q_len, dim) float32; zero rows add 0 to every score.
+    vectors: (n_vectors, dim) any float dtype, the documents' vectors back to back.
+    lengths: (n_docs,) int64, vectors per document, each >= 1, summing to n_vectors.
+    Returns (n_queries, n_docs) float32.
+    """
+    n_q, q_len, dim = queries.shape
+    sims = vectors.float() @ queries.reshape(n_q * q_len, dim).T           # (n_vectors, n_q*q_len)
+    best = torch.segment_reduce(sims, "max", lengths=lengths, axis=0)      # (n_docs, n_q*q_len)
+    return best.reshape(-1, n_q, q_len).sum(dim=2).T.contiguous()
+
+
+def _blocks(offsets: np.ndarray, block_vectors: int):
+    """Yield (first_doc, end_doc) ranges holding about block_vectors vectors each."""
+    n_docs = len(offsets) - 1
+    first = 0
+    while first < n_docs:
+        end = int(np.searchsorted(offsets, offsets[first] + block_vectors, side="right")) - 1
+        end = min(max(end, first + 1), n_docs)
+        yield first, end
+        first = end
+
+
+def exhaustive_search(queries: np.ndarray | torch.Tensor, vectors: np.ndarray, offsets: np.ndarray,
+                      k: int = 10, *, alive: np.ndarray | None = None,
+                      device: str | torch.device | None = None,
+                      block_vectors: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k documents by exact MaxSim, scanning the whole collection block by block.
+
+    queries: (n_queries, q_len, dim) float32.
+    vectors: (n_vectors, dim) float16, may be a read-only memory map.
+    offsets: (n_docs + 1,) int64, document d owns rows offsets[d]:offsets[d+1].
+    alive: optional (n_docs,) bool; False rows are never returned.
+    Returns (scores (n_queries, k) float32, doc indices (n_queries, k) int64), best first,
+    padded with -inf / -1 when fewer than k documents exist.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    device = pick_device(device)
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 3 or queries.shape[2] != vectors.shape[1]:
+        raise ValueError(f"queries must be (n_queries, q_len, {vectors.shape[1]}), got {queries.shape}")
+    # Keep the (block_vectors, batch * q_len) float32 similarity block near 256 MiB.
+    batch = max(1, (256 << 20) // (4 * block_vectors * max(1, queries.shape[1])))
+    results = [_search_batch(torch.as_tensor(queries[i:i + batch], device=device), vectors,
+                             np.asarray(offsets, dtype=np.int64), k, alive, block_vectors)
+               for i in range(0, len(queries), batch)]
+    if not results:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+def _search_batch(q: torch.Tensor, vectors: np.ndarray, offsets: np.ndarray, k: int,
+                  alive: np.ndarray | None, block_vectors: int) -> tuple[np.ndarray, np.ndarray]:
+    device, n_q = q.device, q.shape[0]
+    top_scores = torch.full((n_q, k), -torch.inf, device=device)
+    top_ids = torch.full((n_q, k), -1, dtype=torch.long, device=device)
+    lengths_all = torch.as_tensor(np.diff(offsets), device=device)
+    for first, end in _blocks(offsets, block_vectors):
+        # np.array copies the (possibly read-only, memory-mapped) rows into a tensor-safe buffer.
+        block = torch.from_numpy(np.array(vectors[offsets[first]:offsets[end]])).to(device)
+        scores = maxsim_scores(q, block, lengths_all[first:end])           # (n_q, end - first)
+        if alive is not None:
+            dead = torch.as_tensor(~np.asarray(alive[first:end], dtype=bool), device=device)
+            scores[:, dead] = -torch.inf
+        ids = torch.arange(first, end, device=device).expand(n_q, -1)
+        # top_scores always holds k columns, so the merged top-k is k wide.
+        top_scores, pos = torch.cat([top_scores, scores], dim=1).topk(k, dim=1)
+        top_ids = torch.cat([top_ids, ids], dim=1).gather(1, pos)
+    top_ids[torch.isinf(top_scores)] = -1
+    return top_scores.cpu().numpy().astype(np.float32), top_ids.cpu().numpy().astype(np.int64)

