@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["maxsim_scores", "exhaustive_search", "pick_device"]
+__all__ = ["maxsim_scores", "exhaustive_search", "search_blocks", "array_blocks", "pick_device"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -35,7 +35,7 @@ def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.T
     return best.reshape(-1, n_q, q_len).sum(dim=2).T.contiguous()
 
 
-def _blocks(offsets: np.ndarray, block_vectors: int):
+def doc_blocks(offsets: np.ndarray, block_vectors: int):
     """Yield (first_doc, end_doc) ranges holding about block_vectors vectors each."""
     n_docs = len(offsets) - 1
     first = 0
@@ -46,48 +46,69 @@ def _blocks(offsets: np.ndarray, block_vectors: int):
         first = end
 
 
+def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 65536):
+    """Block source over one flat (n_vectors, dim) matrix with (n_docs + 1,) offsets."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+
+    def blocks(device: torch.device):
+        for first, end in doc_blocks(offsets, block_vectors):
+            # np.array copies the (possibly read-only, memory-mapped) rows into a tensor-safe buffer.
+            rows = torch.from_numpy(np.array(vectors[offsets[first]:offsets[end]])).to(device)
+            yield first, torch.as_tensor(lengths[first:end], device=device), rows
+    return blocks
+
+
 def exhaustive_search(queries: np.ndarray | torch.Tensor, vectors: np.ndarray, offsets: np.ndarray,
                       k: int = 10, *, alive: np.ndarray | None = None,
                       device: str | torch.device | None = None,
                       block_vectors: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k documents by exact MaxSim, scanning the whole collection block by block.
+    """Top-k documents by exact MaxSim over one flat matrix (see `search_blocks`).
 
-    queries: (n_queries, q_len, dim) float32.
     vectors: (n_vectors, dim) float16, may be a read-only memory map.
     offsets: (n_docs + 1,) int64, document d owns rows offsets[d]:offsets[d+1].
-    alive: optional (n_docs,) bool; False rows are never returned.
-    Returns (scores (n_queries, k) float32, doc indices (n_queries, k) int64), best first,
+    """
+    return search_blocks(queries, array_blocks(vectors, offsets, block_vectors), len(offsets) - 1, k,
+                         dim=vectors.shape[1], alive=alive, device=device, block_vectors=block_vectors)
+
+
+def search_blocks(queries: np.ndarray, blocks, n_docs: int, k: int = 10, *, dim: int,
+                  alive: np.ndarray | None = None, device: str | torch.device | None = None,
+                  block_vectors: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k documents by exact MaxSim, scanning every block of the collection.
+
+    queries: (n_queries, q_len, dim) float32.
+    blocks: callable(device) yielding (first_doc, lengths (b,) int64, vectors (sum(lengths), dim))
+    for consecutive documents covering 0..n_docs-1; called once per query batch.
+    alive: optional (n_docs,) bool; False documents are never returned.
+    Returns (scores (n_queries, k) float32, doc positions (n_queries, k) int64), best first,
     padded with -inf / -1 when fewer than k documents exist.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     device = pick_device(device)
     queries = np.asarray(queries, dtype=np.float32)
-    if queries.ndim != 3 or queries.shape[2] != vectors.shape[1]:
-        raise ValueError(f"queries must be (n_queries, q_len, {vectors.shape[1]}), got {queries.shape}")
+    if queries.ndim != 3 or queries.shape[2] != dim:
+        raise ValueError(f"queries must be (n_queries, q_len, {dim}), got {queries.shape}")
     # Keep the (block_vectors, batch * q_len) float32 similarity block near 256 MiB.
     batch = max(1, (256 << 20) // (4 * block_vectors * max(1, queries.shape[1])))
-    results = [_search_batch(torch.as_tensor(queries[i:i + batch], device=device), vectors,
-                             np.asarray(offsets, dtype=np.int64), k, alive, block_vectors)
+    dead = None if alive is None else torch.as_tensor(~np.asarray(alive, dtype=bool), device=device)
+    results = [_search_batch(torch.as_tensor(queries[i:i + batch], device=device), blocks, k, dead)
                for i in range(0, len(queries), batch)]
     if not results:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
-def _search_batch(q: torch.Tensor, vectors: np.ndarray, offsets: np.ndarray, k: int,
-                  alive: np.ndarray | None, block_vectors: int) -> tuple[np.ndarray, np.ndarray]:
+def _search_batch(q: torch.Tensor, blocks, k: int, dead: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
     device, n_q = q.device, q.shape[0]
     top_scores = torch.full((n_q, k), -torch.inf, device=device)
     top_ids = torch.full((n_q, k), -1, dtype=torch.long, device=device)
-    lengths_all = torch.as_tensor(np.diff(offsets), device=device)
-    for first, end in _blocks(offsets, block_vectors):
-        # np.array copies the (possibly read-only, memory-mapped) rows into a tensor-safe buffer.
-        block = torch.from_numpy(np.array(vectors[offsets[first]:offsets[end]])).to(device)
-        scores = maxsim_scores(q, block, lengths_all[first:end])           # (n_q, end - first)
-        if alive is not None:
-            dead = torch.as_tensor(~np.asarray(alive[first:end], dtype=bool), device=device)
-            scores[:, dead] = -torch.inf
+    for first, lengths, vectors in blocks(device):
+        end = first + len(lengths)
+        scores = maxsim_scores(q, vectors, lengths)                          # (n_q, end - first)
+        if dead is not None:
+            scores[:, dead[first:end]] = -torch.inf
         ids = torch.arange(first, end, device=device).expand(n_q, -1)
         # top_scores always holds k columns, so the merged top-k is k wide.
         top_scores, pos = torch.cat([top_scores, scores], dim=1).topk(k, dim=1)

@@ -1,169 +1,45 @@
-"""The exact token store: one index directory, a JSON manifest, segments of `.npy` files.
+"""An index directory: manifest, shared codec, immutable segments, tombstones.
 
-Layout and guarantees are written up in docs/index-format.md. In short:
+    DIR/manifest.json       what is live (format, version, encoder, recipe, codec, segments)
+    DIR/codec-<hex>/        centroids, residual buckets, optional projection, idf, stopword ids
+    DIR/seg-<hex>/          one segment per build, add or compaction (indexes/segment.py)
+    DIR/tomb-<hex>.npy      (n_deleted,) int32 sorted local indices of a segment's deleted documents
 
-    DIR/manifest.json              format name + version, encoder settings, live segments, checksums
-    DIR/seg-<hex>/vectors.npy      (n_vectors, dim) float16, L2-normalised rows
-    DIR/seg-<hex>/token_ids.npy    (n_vectors,) int32, vocabulary id behind each vector
-    DIR/seg-<hex>/doc_offsets.npy  (n_docs + 1,) int64, document d owns rows [off[d], off[d+1])
-    DIR/seg-<hex>/documents.jsonl  one {"id", "title", "text", "metadata"} object per document
-
-A write never touches live files: the new segment is written under a temporary name, fsynced
-and renamed; then `manifest.json` is replaced by an atomic rename. A crash at any point leaves
-either the previous manifest (and its segments) or the new one.
+Every change writes new files only, then replaces manifest.json by an atomic rename, then
+deletes what the new manifest no longer names. A process killed at any point leaves the old
+or the new state. docs/index-format.md is the reference for all of it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+import torch
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexFormatError", "TokenStore", "read_manifest", "write_store"]
+from .codec import ResidualCodec
+from .maxsim import doc_blocks
+from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy, writer_lock
+from .segment import Segment, SegmentArrays, write_segment
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "create_index", "append_segment",
+           "delete_documents", "rewrite_index"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 0
+FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_ARRAYS = {"vectors.npy": np.float16, "token_ids.npy": np.int32, "doc_offsets.npy": np.int64}
 
 
-class IndexFormatError(ValueError):
-    """An index directory that is missing, of another version, or damaged."""
+def _new_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
-
-# ---- small durable-write helpers ----------------------------------------------------------
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _crc32(path: Path, chunk: int = 1 << 22) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            crc = zlib.crc32(block, crc)
-    return crc
-
-
-@contextmanager
-def _writer_lock(directory: Path):
-    """One writer per index directory at a time (readers never lock)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise RuntimeError(f"{directory}: another process is writing this index") from e
-        yield
-
-
-def _write_file(path: Path, write) -> dict:
-    with open(path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    return {"bytes": path.stat().st_size, "crc32": _crc32(path)}
-
-
-# ---- writing ------------------------------------------------------------------------------
-
-def write_store(directory: str | Path, vectors: np.ndarray, token_ids: np.ndarray, offsets: np.ndarray,
-                documents: Iterable[dict], encoder: dict, extra: dict | None = None) -> dict:
-    """Atomically write (or replace) the index in `directory` with one segment.
-
-    vectors: (n_vectors, dim) float16; token_ids: (n_vectors,) int32;
-    offsets: (n_docs + 1,) int64 starting at 0 and ending at n_vectors;
-    documents: n_docs dicts with a unique "id" (and optional "title", "text", "metadata");
-    encoder: the encoder's name and settings, stored so queries are encoded the same way.
-    Returns the new manifest.
-    """
-    directory = Path(directory)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float16)
-    token_ids = np.ascontiguousarray(token_ids, dtype=np.int32)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    documents = list(documents)
-    _check_arrays(vectors, token_ids, offsets, len(documents))
-    ids = [str(d["id"]) for d in documents]
-    if len(set(ids)) != len(ids):
-        seen, dup = set(), None
-        for i in ids:
-            if i in seen:
-                dup = i
-                break
-            seen.add(i)
-        raise ValueError(f"document ids must be unique; {dup!r} appears more than once")
-
-    with _writer_lock(directory):
-        name = f"seg-{uuid.uuid4().hex[:12]}"
-        tmp = directory / f"{name}.tmp"
-        tmp.mkdir()
-        files = {
-            "vectors.npy": _write_file(tmp / "vectors.npy", lambda f: np.save(f, vectors, allow_pickle=False)),
-            "token_ids.npy": _write_file(tmp / "token_ids.npy", lambda f: np.save(f, token_ids, allow_pickle=False)),
-            "doc_offsets.npy": _write_file(tmp / "doc_offsets.npy", lambda f: np.save(f, offsets, allow_pickle=False)),
-            "documents.jsonl": _write_file(tmp / "documents.jsonl", lambda f: f.writelines(
-                (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
-                             "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
-                for d in documents)),
-        }
-        _fsync_dir(tmp)
-        os.rename(tmp, directory / name)
-        _fsync_dir(directory)
-        manifest = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "encoder": encoder,
-            "dim": int(vectors.shape[1]),
-            "n_docs": len(documents),
-            "n_vectors": int(vectors.shape[0]),
-            "segments": [{"name": name, "n_docs": len(documents), "n_vectors": int(vectors.shape[0]),
-                          "files": files}],
-            **(extra or {}),
-        }
-        _write_file(directory / f"{MANIFEST}.tmp",
-                    lambda f: f.write(json.dumps(manifest, indent=2).encode()))
-        os.replace(directory / f"{MANIFEST}.tmp", directory / MANIFEST)
-        _fsync_dir(directory)
-        _remove_unreferenced(directory, {s["name"] for s in manifest["segments"]})
-    return manifest
-
-
-def _check_arrays(vectors: np.ndarray, token_ids: np.ndarray, offsets: np.ndarray, n_docs: int) -> None:
-    if vectors.ndim != 2:
-        raise ValueError(f"vectors must be (n_vectors, dim), got shape {vectors.shape}")
-    if token_ids.shape != (vectors.shape[0],):
-        raise ValueError(f"token_ids must be ({vectors.shape[0]},), got {token_ids.shape}")
-    if offsets.shape != (n_docs + 1,) or offsets[0] != 0 or offsets[-1] != vectors.shape[0]:
-        raise ValueError(f"offsets must be ({n_docs + 1},) from 0 to {vectors.shape[0]}")
-    if np.any(np.diff(offsets) < 1):
-        raise ValueError("every document needs at least one vector")
-
-
-def _remove_unreferenced(directory: Path, live: set[str]) -> None:
-    """Delete segments the manifest no longer names and leftovers of interrupted writes."""
-    for entry in directory.iterdir():
-        if entry.name.startswith("seg-") and entry.name not in live:
-            shutil.rmtree(entry, ignore_errors=True)
-        elif entry.name.endswith(".tmp"):
-            entry.unlink(missing_ok=True)
-
-
-# ---- reading ------------------------------------------------------------------------------
 
 def read_manifest(directory: str | Path) -> dict:
     """The manifest of the index in `directory`, its format and version checked."""
@@ -174,7 +50,7 @@ def read_manifest(directory: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise IndexFormatError(f"{path}: damaged manifest (line {e.lineno}: {e.msg})") from e
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{path}: not a Tessera index manifest")
     if manifest.get("version") != FORMAT_VERSION:
         raise IndexFormatError(f"{path}: index format version {manifest.get('version')}, "
@@ -183,63 +59,226 @@ def read_manifest(directory: str | Path) -> dict:
 
 
 @dataclass
-class TokenStore:
-    """A loaded exact token store; arrays are read-only memory maps.
+class IndexStore:
+    """A snapshot of an index directory opened for reading.
 
-    vectors (n_vectors, dim) float16; token_ids (n_vectors,) int32; offsets (n_docs + 1,) int64;
-    doc_ids: n_docs strings; documents: the stored dicts, in index order.
+    Documents have global positions: segments in manifest order, each document in file order.
+    Deleted documents keep their position; `alive` (n_positions,) bool marks the live ones.
     """
 
     directory: Path
     manifest: dict
-    vectors: np.ndarray
-    token_ids: np.ndarray
-    offsets: np.ndarray
-    documents: list[dict]
+    codec: ResidualCodec
+    segments: list[Segment]
+    alive: np.ndarray
+    idf: np.ndarray | None
+    stopword_ids: np.ndarray | None
+
+    @classmethod
+    def open(cls, directory: str | Path, verify: bool = True) -> "IndexStore":
+        """Open the index; verify=True also checks each file's CRC32 (reads every file once)."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        codec_entry = manifest["codec"]
+        codec_dir = directory / codec_entry["name"]
+        for fname, expected in codec_entry["files"].items():
+            check_file(codec_dir / fname, expected, verify)
+        codec = ResidualCodec.load(codec_dir, codec_entry["nbits"])
+        extras = {n: np.load(codec_dir / f"{n}.npy", allow_pickle=False)
+                  for n in ("idf", "stopword_ids") if f"{n}.npy" in codec_entry["files"]}
+        segments, alive = [], []
+        for entry in manifest["segments"]:
+            segment = Segment.open(directory, entry, verify)
+            keep = np.ones(segment.n_docs, dtype=bool)
+            if entry.get("deleted"):
+                check_file(directory / entry["deleted"]["file"], entry["deleted"], verify)
+                keep[np.load(directory / entry["deleted"]["file"], allow_pickle=False)] = False
+            segments.append(segment)
+            alive.append(keep)
+        return cls(directory, manifest, codec, segments,
+                   np.concatenate(alive) if alive else np.zeros(0, bool), extras.get("idf"), extras.get("stopword_ids"))
+
+    # ---- documents ---------------------------------------------------------------------
+
+    @cached_property
+    def segment_bases(self) -> np.ndarray:
+        """(n_segments + 1,) int64 first global position of each segment, then the total."""
+        return np.concatenate([[0], np.cumsum([s.n_docs for s in self.segments])]).astype(np.int64)
 
     @property
-    def doc_ids(self) -> list[str]:
-        return [d["id"] for d in self.documents]
+    def n_positions(self) -> int:
+        return int(self.segment_bases[-1])
 
     @property
     def n_docs(self) -> int:
-        return len(self.documents)
+        """Live documents."""
+        return int(self.alive.sum())
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of every file of the index on disk."""
-        return sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
+    def locate(self, position: int) -> tuple[Segment, int]:
+        """The segment holding a global position, and the position within it."""
+        s = int(np.searchsorted(self.segment_bases, position, side="right")) - 1
+        return self.segments[s], int(position - self.segment_bases[s])
 
-    @classmethod
-    def open(cls, directory: str | Path, verify: bool = True) -> "TokenStore":
-        """Open an index; verify=True also checks every file's CRC32 (reads each file once)."""
-        directory = Path(directory)
+    def document(self, position: int) -> dict:
+        segment, local = self.locate(position)
+        return segment.documents[local]
+
+    @cached_property
+    def position_of(self) -> dict[str, int]:
+        """Live document id -> global position."""
+        out = {}
+        for s, segment in enumerate(self.segments):
+            base = int(self.segment_bases[s])
+            for local, doc in enumerate(segment.documents):
+                if self.alive[base + local]:
+                    out[doc["id"]] = base + local
+        return out
+
+    def blocks(self, block_vectors: int = 65536):
+        """Block source for `maxsim.search_blocks`: decompressed vectors of consecutive documents."""
+        def generate(device):
+            for s, segment in enumerate(self.segments):
+                base = int(self.segment_bases[s])
+                offsets = np.asarray(segment.doc_offsets)
+                lengths = np.diff(offsets)
+                for first, end in doc_blocks(offsets, block_vectors):
+                    rows = slice(int(offsets[first]), int(offsets[end]))
+                    vectors = self.codec.decompress(segment.codes[rows], segment.residuals[rows], device)
+                    yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
+        return generate
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes on disk: 'search' (everything search reads) and 'documents' (stored texts)."""
+        total = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
+        docs = sum((self.directory / s.entry["name"] / "documents.jsonl").stat().st_size for s in self.segments)
+        return {"search": total - docs, "documents": docs, "total": total}
+
+
+# ---- writing ----------------------------------------------------------------------------
+
+def _write_codec(directory: Path, codec: ResidualCodec, extras: dict[str, np.ndarray]) -> dict:
+    name = _new_name("codec")
+    tmp = directory / f"{name}.tmp"
+    tmp.mkdir()
+    arrays = {**codec.arrays(), **{f"{k}.npy": v for k, v in extras.items() if v is not None}}
+    files = {fname: write_npy(tmp / fname, array) for fname, array in arrays.items()}
+    fsync_dir(tmp)
+    os.rename(tmp, directory / name)
+    fsync_dir(directory)
+    return {"name": name, "nbits": codec.nbits, "n_centroids": codec.n_centroids, "dim": codec.dim,
+            "files": files}
+
+
+def _commit(directory: Path, manifest: dict) -> dict:
+    """Atomically make `manifest` the live one, then delete what it no longer references."""
+    manifest["generation"] = int(manifest.get("generation", 0)) + 1
+    manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_file(directory / f"{MANIFEST}.tmp", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    os.replace(directory / f"{MANIFEST}.tmp", directory / MANIFEST)
+    fsync_dir(directory)
+    live = {manifest["codec"]["name"]} | {s["name"] for s in manifest["segments"]} | \
+        {s["deleted"]["file"] for s in manifest["segments"] if s.get("deleted")}
+    for entry in directory.iterdir():
+        if entry.name.startswith(("seg-", "codec-", "tomb-")) and entry.name not in live or entry.name.endswith(".tmp"):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    return manifest
+
+
+def create_index(directory: str | Path, codec: ResidualCodec, extras: dict[str, np.ndarray],
+                 arrays: SegmentArrays, documents: list[dict], info: dict) -> dict:
+    """Write a new index (replacing any index in `directory` atomically) with one segment.
+
+    info: manifest fields describing the index (encoder, recipe, dims, build statistics).
+    """
+    directory = Path(directory)
+    _check_unique([d["id"] for d in documents])
+    with writer_lock(directory):
+        codec_entry = _write_codec(directory, codec, extras)
+        segment = write_segment(directory, _new_name("seg"), arrays, documents)
+        manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    **info, "codec": codec_entry, "segments": [segment]}
+        return _commit(directory, manifest)
+
+
+def append_segment(directory: str | Path, arrays: SegmentArrays, documents: list[dict], *,
+                   upsert: bool = False, info: dict | None = None) -> dict:
+    """Add documents as a new segment coded with the existing codec.
+
+    An id already live in the index is an error, unless upsert=True: then the old version is
+    deleted in the same atomic commit that adds the new one.
+    """
+    directory = Path(directory)
+    ids = [str(d["id"]) for d in documents]
+    _check_unique(ids)
+    with writer_lock(directory):
+        store = IndexStore.open(directory, verify=False)
+        clash = [i for i in ids if i in store.position_of]
+        if clash and not upsert:
+            raise ValueError(f"{len(clash)} document id(s) already in the index, e.g. {clash[0]!r}; "
+                             "delete them first or add with upsert")
+        manifest = dict(store.manifest)
+        manifest["segments"] = _with_deletions(directory, store, [store.position_of[i] for i in clash])
+        manifest["segments"].append(write_segment(directory, _new_name("seg"), arrays, documents))
+        manifest.update(info or {})
+        return _commit(directory, manifest)
+
+
+def delete_documents(directory: str | Path, doc_ids: list[str], missing_ok: bool = False) -> int:
+    """Mark documents deleted (tombstones); returns how many were live."""
+    directory = Path(directory)
+    with writer_lock(directory):
+        store = IndexStore.open(directory, verify=False)
+        missing = [i for i in doc_ids if str(i) not in store.position_of]
+        if missing and not missing_ok:
+            raise KeyError(f"{len(missing)} document id(s) not in the index, e.g. {missing[0]!r}")
+        positions = sorted({store.position_of[str(i)] for i in doc_ids if str(i) in store.position_of})
+        if positions:
+            manifest = dict(store.manifest)
+            manifest["segments"] = _with_deletions(directory, store, positions)
+            _commit(directory, manifest)
+        return len(positions)
+
+
+def rewrite_index(directory: str | Path, codec: ResidualCodec | None, extras: dict[str, np.ndarray],
+                  arrays: SegmentArrays, documents: list[dict], info: dict, expected_generation: int) -> dict:
+    """Replace all segments by one (compaction), with a new codec or the current one.
+
+    expected_generation: the manifest generation the caller read; if another writer committed
+    since, the rewrite would lose its change, so it is refused.
+    """
+    directory = Path(directory)
+    with writer_lock(directory):
         manifest = read_manifest(directory)
-        if len(manifest["segments"]) != 1:
-            raise IndexFormatError(f"{directory}: version {FORMAT_VERSION} holds exactly one segment")
-        segment = manifest["segments"][0]
-        folder = directory / segment["name"]
-        for fname, expected in segment["files"].items():
-            path = folder / fname
-            if not path.is_file():
-                raise IndexFormatError(f"{path}: file missing")
-            if path.stat().st_size != expected["bytes"]:
-                raise IndexFormatError(f"{path}: {path.stat().st_size} bytes, manifest says {expected['bytes']}"
-                                       " (truncated or replaced)")
-            if verify and _crc32(path) != expected["crc32"]:
-                raise IndexFormatError(f"{path}: checksum mismatch (file corrupted)")
-        arrays = {}
-        for fname, dtype in _ARRAYS.items():
-            try:
-                arrays[fname] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
-            except ValueError as e:
-                raise IndexFormatError(f"{folder / fname}: unreadable array ({e})") from e
-            if arrays[fname].dtype != dtype:
-                raise IndexFormatError(f"{folder / fname}: dtype {arrays[fname].dtype}, expected {np.dtype(dtype)}")
-        with open(folder / "documents.jsonl", encoding="utf-8") as f:
-            documents = [json.loads(line) for line in f]
-        vectors, offsets = arrays["vectors.npy"], arrays["doc_offsets.npy"]
-        if vectors.shape != (segment["n_vectors"], manifest["dim"]) or len(documents) != segment["n_docs"] \
-                or offsets.shape != (len(documents) + 1,) or arrays["token_ids.npy"].shape != (vectors.shape[0],):
-            raise IndexFormatError(f"{folder}: array sizes disagree with the manifest")
-        return cls(directory, manifest, vectors, arrays["token_ids.npy"], offsets, documents)
+        if manifest.get("generation") != expected_generation:
+            raise RuntimeError(f"{directory}: the index changed while compacting; run compact again")
+        if codec is not None:
+            manifest["codec"] = _write_codec(directory, codec, extras)
+        manifest["segments"] = [write_segment(directory, _new_name("seg"), arrays, documents)]
+        manifest.update(info)
+        return _commit(directory, manifest)
+
+
+def _with_deletions(directory: Path, store: IndexStore, positions: list[int]) -> list[dict]:
+    """Segment entries with `positions` added to their tombstones (new tombstone files)."""
+    entries = [dict(e) for e in store.manifest["segments"]]
+    by_segment: dict[int, list[int]] = {}
+    for p in positions:
+        s = int(np.searchsorted(store.segment_bases, p, side="right")) - 1
+        by_segment.setdefault(s, []).append(p - int(store.segment_bases[s]))
+    for s, local in by_segment.items():
+        base = int(store.segment_bases[s])
+        dead = np.flatnonzero(~store.alive[base:base + store.segments[s].n_docs]).tolist()
+        tomb = np.array(sorted(set(dead) | set(local)), dtype=np.int32)
+        name = f"{_new_name('tomb')}.npy"
+        entries[s]["deleted"] = {"file": name, "count": len(tomb), **write_npy(directory / name, tomb)}
+    fsync_dir(directory)
+    return entries
+
+
+def _check_unique(ids: list[str]) -> None:
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"document ids must be unique; {i!r} appears more than once")
+        seen.add(i)

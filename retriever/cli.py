@@ -14,6 +14,9 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="index directory to create or replace")
     p.add_argument("--model", default=None,
                    help="checkpoint directory (colbert-ai or PyLate layout) or the bundled 'all-MiniLM-L6-v2'")
+    p.add_argument("--recipe", default=None,
+                   help="reduction and compression, e.g. 'pool2,res2' (default), 'fp16', 'pool3,stop,res4', 'pca128,res2'")
+    p.add_argument("--cache", default=None, help="keep encoded shards here; an interrupted build resumes from them")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
@@ -41,15 +44,31 @@ def run_index(args: argparse.Namespace) -> int:
     if args.limit is not None:
         documents = documents[: args.limit]
     encoder = load_encoder(args.model, device=args.device)
-    index = Index.build(args.index, documents, encoder, batch_size=args.batch_size)
-    m, build = index.manifest, index.manifest["build"]
-    total_bytes = index.store.nbytes
-    print(f"indexed {m['n_docs']:,} documents -> {m['n_vectors']:,} vectors ({m['dim']}-dim) in {args.index}")
-    print(f"encoding: {build['encode_seconds']:.1f} s, {build['tokens_per_second']:,.0f} tokens/s "
-          f"({build['input_tokens']:,} input tokens); writing: {build['write_seconds']:.1f} s")
-    print(f"index size: {total_bytes / 2**20:.1f} MiB, {total_bytes / m['n_vectors']:.0f} bytes per stored vector, "
-          f"{total_bytes / build['input_tokens']:.0f} bytes per input token")
+    from indexes.recipe import DEFAULT_RECIPE
+    index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
+                        batch_size=args.batch_size, cache_dir=args.cache)
+    print(describe_build(index))
     return 0
+
+
+def describe_build(index) -> str:
+    """A few lines on what a build stored and what it cost."""
+    m, enc, build = index.manifest, index.manifest["encoding"], index.build_stats or index.manifest["build"]
+    size = index.store.nbytes()
+    tokens = max(1, enc["input_tokens"])
+    removed = ", ".join(f"{rule} {n:,}" for rule, n in build["removed"].items()) or "none"
+    return "\n".join([
+        f"indexed {len(index):,} documents in {index.directory} (recipe {m['recipe']}, {m['dim']}-dim, "
+        f"{m['codec']['n_centroids']:,} centroids)",
+        f"vectors: {build['n_input_vectors']:,} from the encoder -> {build['n_stored_vectors']:,} stored "
+        f"(removed: {removed})",
+        f"encoding: {enc['seconds']:.1f} s, {enc['tokens_per_second']:,.0f} tokens/s ({enc['input_tokens']:,} tokens); "
+        f"everything else: {build.get('seconds', float('nan')):.1f} s (reduce {build['reduce_seconds']:.1f}, "
+        f"codec {build['codec_fit_seconds']:.1f}, compress {build['compress_seconds']:.1f}, "
+        f"write {build.get('write_seconds', float('nan')):.1f})",
+        f"size: {size['search'] / 2**20:.1f} MiB for search ({size['search'] / tokens:.1f} bytes per input token) "
+        f"+ {size['documents'] / 2**20:.1f} MiB of stored documents",
+    ])
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -61,11 +80,10 @@ def run_search(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model, device=args.device) if args.model else None
     searcher = Searcher(index, encoder=encoder, device=args.device)
     results = searcher.search_batch(args.queries, k=args.k)
-    documents = {d["id"]: d for d in index.store.documents}
     for q, query in enumerate(args.queries):
-        hits = [{"rank": r + 1, "id": doc_id, "score": round(score, 4), "title": documents[doc_id].get("title", ""),
-                 "text": documents[doc_id].get("text", "")}
-                for r, (doc_id, score) in enumerate(results.hits(q))]
+        docs = [index.store.document(int(p)) for p in results.indices[q] if p >= 0]
+        hits = [{"rank": r + 1, "id": doc["id"], "score": round(float(score), 4), "title": doc.get("title", ""),
+                 "text": doc.get("text", "")} for r, (doc, score) in enumerate(zip(docs, results.scores[q]))]
         if args.json:
             print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
             continue

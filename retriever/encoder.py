@@ -54,12 +54,14 @@ class DocumentEmbeddings:
     vectors: (n_tokens, dim) float16, L2-normalised rows.
     token_ids: (n_tokens,) int32, the vocabulary id each vector was produced for.
     lengths: (n_docs,) int64, vectors per document, in input order; always >= 1.
+    norms: (n_tokens,) float16, each vector's norm before normalisation (a pruning signal).
     seconds: wall time spent encoding; n_input_tokens: tokens fed to the model.
     """
 
     vectors: np.ndarray
     token_ids: np.ndarray
     lengths: np.ndarray
+    norms: np.ndarray
     seconds: float = 0.0
     n_input_tokens: int = 0
 
@@ -139,13 +141,15 @@ class Encoder:
     # ---- forward -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """(B, L) int64 ids and mask -> (B, L, dim) float32 unit vectors."""
+    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) int64 ids and mask -> (B, L, dim) float32 unit vectors, (B, L) norms before scaling."""
         hidden = self.model(input_ids=input_ids.to(self.device),
                             attention_mask=attention.to(self.device)).last_hidden_state
         for p in self.projections:
             hidden = p(hidden)
-        return torch.nn.functional.normalize(hidden.float(), dim=-1)
+        hidden = hidden.float()
+        norms = hidden.norm(dim=-1)
+        return hidden / norms.clamp_min(1e-12).unsqueeze(-1), norms
 
     def _pad(self, batch: list[list[int]], length: int, fill: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.full((len(batch), length), fill, dtype=torch.long)
@@ -185,7 +189,7 @@ class Encoder:
         out = np.zeros((len(queries), self.config.query_maxlen, self.dim), dtype=np.float32)
         for start in range(0, len(queries), batch_size):
             ids, attention, keep = self.tokenize_queries(queries[start : start + batch_size])
-            vectors = self._forward(ids, attention) * keep.unsqueeze(-1).to(self.device)
+            vectors = self._forward(ids, attention)[0] * keep.unsqueeze(-1).to(self.device)
             out[start : start + len(ids), : vectors.shape[1]] = vectors.cpu().numpy()
         return out
 
@@ -203,18 +207,22 @@ class Encoder:
         order = np.argsort([-len(ids) for ids in framed], kind="stable")
         kept_vectors: list[np.ndarray | None] = [None] * len(framed)
         kept_ids: list[np.ndarray | None] = [None] * len(framed)
+        kept_norms: list[np.ndarray | None] = [None] * len(framed)
         bar = tqdm(total=len(framed), desc=f"encoding ({self.name})", unit="doc",
                    disable=not show_progress)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = [framed[i] for i in rows]
             ids, attention = self._pad(batch, len(batch[0]), self.tokenizer.pad_token_id)
-            vectors = self._forward(ids, attention).to(torch.float16).cpu().numpy()  # (B, L, dim)
+            vectors, norms = self._forward(ids, attention)
+            vectors = vectors.to(torch.float16).cpu().numpy()                   # (B, L, dim)
+            norms = norms.to(torch.float16).cpu().numpy()                       # (B, L)
             ids_np = ids.numpy()
             keep = attention.numpy().astype(bool) & ~np.isin(ids_np, self._skip_ids)
             for j, doc in enumerate(rows):
                 kept_vectors[doc] = vectors[j][keep[j]]
                 kept_ids[doc] = ids_np[j][keep[j]].astype(np.int32)
+                kept_norms[doc] = norms[j][keep[j]]
             bar.update(len(rows))
         bar.close()
         n_input = sum(map(len, framed))
@@ -222,6 +230,7 @@ class Encoder:
             vectors=np.concatenate(kept_vectors) if framed else np.zeros((0, self.dim), np.float16),
             token_ids=np.concatenate(kept_ids) if framed else np.zeros(0, np.int32),
             lengths=np.array([len(v) for v in kept_vectors], dtype=np.int64),
+            norms=np.concatenate(kept_norms) if framed else np.zeros(0, np.float16),
             seconds=time.perf_counter() - started,
             n_input_tokens=n_input,
         )

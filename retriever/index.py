@@ -1,4 +1,4 @@
-"""`Index`: build an index from documents with an encoder, open one for search."""
+"""`Index`: build an index from documents with an encoder, open, change and compact it."""
 
 from __future__ import annotations
 
@@ -7,19 +7,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from indexes.store import TokenStore, write_store
+from indexes.build import TokenBatch, add_to_index, build_index, compact_index
+from indexes.recipe import DEFAULT_RECIPE, Recipe
+from indexes.store import IndexStore, delete_documents
 
+from .cache import encode_corpus_cached
 from .corpus import Document
-from .encoder import Encoder
+from .encoder import DocumentEmbeddings, Encoder
+from .stopwords import stopword_token_ids
 
-__all__ = ["Index"]
+__all__ = ["Index", "encoder_spec"]
+
+
+def encoder_spec(encoder: Encoder) -> dict:
+    """What the manifest records so queries are encoded the way the documents were."""
+    return {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
+
+
+def _batch(embeddings: DocumentEmbeddings) -> TokenBatch:
+    return TokenBatch(embeddings.vectors, embeddings.token_ids, embeddings.lengths, embeddings.norms)
 
 
 @dataclass
 class Index:
-    """An index directory opened for search (see docs/index-format.md)."""
+    """An index directory opened for search (see docs/index-format.md).
 
-    store: TokenStore
+    The object is a snapshot: `add`, `delete` and `compact` commit a new state on disk and
+    reload it here; other open `Index` objects keep reading their own snapshot.
+    """
+
+    store: IndexStore
+    build_stats: dict | None = None  # set by build: seconds per stage (writing included), vectors removed
 
     @property
     def directory(self) -> Path:
@@ -40,27 +58,79 @@ class Index:
     @classmethod
     def open(cls, directory: str | Path, verify: bool = True) -> "Index":
         """Open an existing index; verify=True checks every file's checksum first."""
-        return cls(TokenStore.open(directory, verify=verify))
+        return cls(IndexStore.open(directory, verify=verify))
+
+    def reload(self) -> "Index":
+        self.store = IndexStore.open(self.directory, verify=False)
+        return self
 
     @classmethod
     def build(cls, directory: str | Path, documents: Sequence[Document], encoder: Encoder, *,
-              batch_size: int = 32, show_progress: bool = True) -> "Index":
-        """Encode `documents` and atomically write them as the index in `directory`.
+              recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int = 32, cache_dir: str | Path | None = None,
+              show_progress: bool = True, seed: int = 0) -> "Index":
+        """Encode `documents`, reduce and compress them by `recipe`, and write the index.
 
         An index already in `directory` stays readable until the new one replaces it in one
-        rename; if anything fails before that, the old index is untouched.
+        rename; if anything fails before that, the old index is untouched. cache_dir: keep
+        encoded shards there so an interrupted build resumes without re-encoding.
         """
         if not documents:
             raise ValueError("cannot build an index from zero documents")
+        texts = [d.full_text for d in documents]
+        if cache_dir is not None:
+            embeddings = encode_corpus_cached(encoder, documents, cache_dir, batch_size=batch_size,
+                                              show_progress=show_progress)
+        else:
+            embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+        return cls.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe, seed=seed)
+
+    @classmethod
+    def build_from_embeddings(cls, directory: str | Path, embeddings: DocumentEmbeddings,
+                              documents: Sequence[Document], encoder: Encoder, *,
+                              recipe: str | Recipe = DEFAULT_RECIPE, seed: int = 0) -> "Index":
+        """Write an index from embeddings the encoder already produced for `documents`."""
+        stopwords = stopword_token_ids(encoder.tokenizer, encoder.config.skiplist)
+        info = {"encoder": encoder_spec(encoder),
+                "encoding": {"seconds": round(embeddings.seconds, 3), "input_tokens": embeddings.n_input_tokens,
+                             "tokens_per_second": round(embeddings.tokens_per_second, 1)}}
+        manifest = build_index(directory, _batch(embeddings), [d.to_dict() for d in documents], recipe=recipe,
+                               info=info, vocab_size=len(encoder.tokenizer), stopword_ids=stopwords, seed=seed)
+        return cls(IndexStore.open(directory, verify=False), build_stats=manifest["build"])
+
+    def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
+            batch_size: int = 32, show_progress: bool = False) -> "Index":
+        """Encode and append documents as a new segment (existing codec, no rewrite of old files).
+
+        An id already in the index is an error unless upsert=True (then it is replaced).
+        """
+        if not documents:
+            return self
+        encoder = encoder or self.load_encoder()
         embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                               show_progress=show_progress)
+        add_to_index(self.directory, _batch(embeddings), [d.to_dict() for d in documents], upsert=upsert)
+        return self.reload()
+
+    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Tombstone documents by id; returns how many were deleted. Unknown ids raise KeyError
+        unless missing_ok."""
+        count = delete_documents(self.directory, [str(i) for i in doc_ids], missing_ok=missing_ok)
+        self.reload()
+        return count
+
+    def compact(self, retrain: bool = False) -> "Index":
+        """Merge segments and drop deleted documents; retrain=True refits centroids and buckets."""
         started = time.perf_counter()
-        spec = {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
-        build = {"encode_seconds": round(embeddings.seconds, 3),
-                 "input_tokens": embeddings.n_input_tokens,
-                 "tokens_per_second": round(embeddings.tokens_per_second, 1)}
-        write_store(directory, embeddings.vectors, embeddings.token_ids, embeddings.offsets,
-                    (d.to_dict() for d in documents), encoder=spec, extra={"build": build})
-        index = cls.open(directory, verify=False)
-        index.store.manifest["build"]["write_seconds"] = round(time.perf_counter() - started, 3)
-        return index
+        compact_index(self.directory, retrain=retrain)
+        self.reload()
+        self.store.manifest.setdefault("last_compact_seconds", round(time.perf_counter() - started, 3))
+        return self
+
+    def load_encoder(self, device=None) -> Encoder:
+        """The encoder recorded in the manifest, with the same settings."""
+        from .checkpoints import load_encoder
+
+        spec = self.encoder_spec
+        config = dict(spec["config"])
+        config["skiplist"] = tuple(config["skiplist"])
+        return load_encoder(spec["name"], device=device, **config)

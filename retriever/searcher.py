@@ -8,9 +8,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from indexes.maxsim import exhaustive_search, pick_device
+from indexes.maxsim import pick_device, search_blocks
 
-from .checkpoints import load_encoder
 from .encoder import Encoder
 from .index import Index
 
@@ -35,7 +34,7 @@ class SearchResults:
 
 
 class Searcher:
-    """Exhaustive MaxSim search over an index (the exact reference engine).
+    """Exhaustive MaxSim search over an index's decompressed vectors (the reference engine).
 
     encoder: the encoder used for queries; by default the one recorded in the index manifest,
     loaded with the same settings the documents were encoded with.
@@ -46,14 +45,11 @@ class Searcher:
                  device: str | torch.device | None = None):
         self.index = index
         self.device = pick_device(device)
-        if encoder is None:
-            spec = index.encoder_spec
-            config = dict(spec["config"])
-            config["skiplist"] = tuple(config["skiplist"])
-            encoder = load_encoder(spec["name"], device=self.device, **config)
-        if encoder.dim != index.manifest["dim"]:
+        encoder = encoder or index.load_encoder(device=self.device)
+        expected = index.encoder_spec["dim"]
+        if encoder.dim != expected:
             raise ValueError(f"encoder {encoder.name!r} gives {encoder.dim}-dim vectors, "
-                             f"index {index.directory} holds {index.manifest['dim']}-dim vectors")
+                             f"index {index.directory} was built from {expected}-dim vectors")
         self.encoder = encoder
 
     def search(self, query: str, k: int = 10) -> SearchResults:
@@ -72,6 +68,10 @@ class Searcher:
         else:
             embeddings = self.encoder.encode_queries(list(queries))
         store = self.index.store
-        scores, indices = exhaustive_search(embeddings, store.vectors, store.offsets, k=k, device=self.device)
-        doc_ids = [[store.documents[i]["id"] for i in row if i >= 0] for row in indices]
+        n_q, q_len, dim = embeddings.shape
+        # A PCA index scores in its projected space; zero (padding) rows stay zero.
+        embeddings = store.codec.project(embeddings.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
+        scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k, dim=store.codec.dim,
+                                        alive=store.alive, device=self.device)
+        doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)

@@ -92,3 +92,24 @@ def reference_vectors(bert: BertModel, projection: torch.nn.Linear, ids: list[in
         mask = torch.tensor([attention if attention is not None else [1] * len(ids)])
         hidden = bert(input_ids=input_ids, attention_mask=mask).last_hidden_state[0]
         return torch.nn.functional.normalize(projection(hidden), dim=-1)
+
+
+def synthetic_batch(n_docs: int = 40, dim: int = 32, seed: int = 0, min_len: int = 3, max_len: int = 30):
+    """Clustered unit vectors shaped like encoder output: (vectors f16, token_ids i32, lengths, norms)."""
+    import numpy as np
+    from indexes.build import TokenBatch
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_len, max_len, size=n_docs).astype(np.int64)
+    n = int(lengths.sum())
+    topics = rng.standard_normal((12, dim))
+    raw = topics[rng.integers(0, 12, size=n)] + 0.5 * rng.standard_normal((n, dim))
+    norms = np.linalg.norm(raw, axis=1)
+    vectors = (raw / norms[:, None]).astype(np.float16)
+    token_ids = rng.integers(0, 500, size=n).astype(np.int32)
+    return TokenBatch(vectors, token_ids, lengths, norms.astype(np.float16))
+
+
+def synthetic_docs(n_docs: int, prefix: str = "d") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "title": f"title {i}", "text": f"text {i}", "metadata": {"n": i}}
+            for i in range(n_docs)]

@@ -37,7 +37,9 @@ def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
     results = searcher.search(query, k=30)
     q = encoder.encode_queries([query])[0]
     store = sample_index.store
-    ref = numpy_maxsim(q, np.asarray(store.vectors), np.asarray(store.offsets))
+    segment = store.segments[0]
+    decoded = store.codec.decompress(segment.codes, segment.residuals).numpy()   # what the index stores
+    ref = numpy_maxsim(q, decoded, np.asarray(segment.doc_offsets))
     np.testing.assert_allclose(results.scores[0], np.sort(ref)[::-1], rtol=1e-4, atol=1e-3)
     assert results.doc_ids[0][0] == "solar-1"
 
@@ -63,6 +65,18 @@ def test_best_answers_rank_first(sample_index, encoder):
     results = searcher.search_batch([q.text for q in queries], k=3)
     top1 = sum(results.doc_ids[i][0] == qrels[q.id] for i, q in enumerate(queries))
     assert top1 >= 8, f"only {top1}/10 sample queries found their best answer first"
+
+
+def test_add_delete_through_the_encoder(tmp_path, encoder):
+    docs = read_corpus(SAMPLE)
+    index = Index.build(tmp_path / "idx", docs[:20], encoder, show_progress=False)
+    query = "repair a punctured inner tube"
+    assert "bike-1" not in Searcher(index, encoder=encoder).search(query, k=5).doc_ids[0]
+    index.add(docs[20:], encoder)
+    assert Searcher(index, encoder=encoder).search(query, k=5).doc_ids[0][0] == "bike-1"
+    index.delete(["bike-1"])
+    assert "bike-1" not in Searcher(index, encoder=encoder).search(query, k=30).doc_ids[0]
+    assert len(index) == 29 and len(Index.open(tmp_path / "idx")) == 29
 
 
 def test_searcher_refuses_encoder_of_other_dim(sample_index, pylate_checkpoint):

@@ -1,0 +1,161 @@
+"""Build, extend and compact indexes from token embeddings (no model code here).
+
+Input is what an encoder produced for a list of documents, concatenated:
+vectors (n_tokens, dim) float16 unit rows, token_ids (n_tokens,) int32,
+lengths (n_docs,) int64 and optional norms (n_tokens,) (needed by the `norm` rule).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .codec import ResidualCodec
+from .recipe import Recipe
+from .reduce import Reduced, idf_from_token_ids, reduce_tokens
+from .segment import SegmentArrays, build_ivf
+from .store import IndexStore, append_segment, create_index, rewrite_index
+
+__all__ = ["TokenBatch", "build_index", "add_to_index", "compact_index"]
+
+_SAMPLE_CAP = 262_144  # vectors used to fit the codec at most (k-means also caps at 40 per centroid)
+
+
+@dataclass
+class TokenBatch:
+    """Token embeddings of consecutive documents (shapes in the module docstring)."""
+
+    vectors: np.ndarray
+    token_ids: np.ndarray
+    lengths: np.ndarray
+    norms: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = int(np.sum(self.lengths))
+        if self.vectors.ndim != 2 or len(self.vectors) != n or len(self.token_ids) != n:
+            raise ValueError(f"vectors {self.vectors.shape} and token_ids {self.token_ids.shape} must both hold "
+                             f"sum(lengths) = {n} rows")
+        if len(self.lengths) and int(np.min(self.lengths)) < 1:
+            raise ValueError("every document needs at least one vector")
+
+
+def _reduce(batch: TokenBatch, recipe: Recipe, idf, stopword_ids, seed: int) -> Reduced:
+    return reduce_tokens(batch.vectors, batch.token_ids, batch.lengths, rules=recipe.prune,
+                         pool_factor=recipe.pool_factor, pool_method=recipe.pool_method,
+                         stopword_ids=stopword_ids, idf=idf, norms=batch.norms, seed=seed)
+
+
+def _segment_arrays(codec: ResidualCodec, reduced: Reduced, id_dtype: np.dtype) -> SegmentArrays:
+    codes, residuals = codec.compress(reduced.vectors)
+    ivf_offsets, ivf_ids = build_ivf(codes, codec.n_centroids)
+    return SegmentArrays(
+        codes=codes, residuals=residuals,
+        doc_offsets=np.concatenate([[0], np.cumsum(reduced.lengths)]).astype(np.int64),
+        member_counts=np.diff(reduced.member_offsets).astype(np.uint16),
+        member_token_ids=reduced.member_token_ids.astype(id_dtype),
+        ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids)
+
+
+def _id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 65536 else np.int32)
+
+
+def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: Recipe | str,
+                info: dict, vocab_size: int, stopword_ids: np.ndarray | None = None,
+                seed: int = 0) -> dict:
+    """Reduce, fit the codec, compress and write a new index; returns the manifest.
+
+    info: manifest fields to record (encoder name and settings, ...). The manifest gets
+    `build` statistics: seconds per stage and vectors removed by each reduction rule.
+    """
+    recipe = Recipe.parse(recipe) if isinstance(recipe, str) else recipe
+    if len(documents) != len(batch.lengths):
+        raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
+    timings = {}
+    started = time.perf_counter()
+    idf = idf_from_token_ids(batch.token_ids, batch.lengths, vocab_size)
+    reduced = _reduce(batch, recipe, idf, stopword_ids, seed)
+    timings["reduce_seconds"] = time.perf_counter() - started
+
+    t = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    sample = reduced.vectors[np.sort(rng.permutation(len(reduced.vectors))[:_SAMPLE_CAP])]
+    codec = ResidualCodec.fit(sample, nbits=recipe.nbits, n_centroids=recipe.n_centroids,
+                              pca_dim=recipe.pca_dim, n_vectors=len(reduced.vectors), seed=seed)
+    timings["codec_fit_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    arrays = _segment_arrays(codec, reduced, _id_dtype(vocab_size))
+    timings["compress_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stats = {"n_input_vectors": int(len(batch.vectors)), "n_stored_vectors": int(len(reduced.vectors)),
+             "removed": reduced.removed, **{k: round(v, 3) for k, v in timings.items()}}
+    manifest = create_index(directory, codec, {"idf": idf, "stopword_ids": stopword_ids}, arrays, documents,
+                            {**info, "recipe": str(recipe), "dim": codec.dim, "vocab_size": vocab_size,
+                             "build": stats})
+    stats["write_seconds"] = round(time.perf_counter() - t, 3)
+    stats["seconds"] = round(time.perf_counter() - started, 3)
+    return manifest
+
+
+def add_to_index(directory, batch: TokenBatch, documents: list[dict], *, upsert: bool = False,
+                 seed: int = 0) -> dict:
+    """Append documents as a new segment, reusing the index's codec, idf and recipe."""
+    store = IndexStore.open(directory, verify=False)
+    if len(documents) != len(batch.lengths):
+        raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
+    recipe = Recipe.parse(store.manifest["recipe"])
+    reduced = _reduce(batch, recipe, store.idf, store.stopword_ids, seed)
+    arrays = _segment_arrays(store.codec, reduced, _id_dtype(store.manifest["vocab_size"]))
+    return append_segment(directory, arrays, documents, upsert=upsert)
+
+
+def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progress: bool = False) -> dict:
+    """Merge all segments into one without deleted documents.
+
+    retrain=False copies the stored codes as they are; retrain=True decompresses every live
+    vector, fits new centroids and buckets to them (for data that drifted since the build)
+    and compresses again, keeping the original projection so queries still fit.
+    """
+    store = IndexStore.open(directory, verify=False)
+    parts = {k: [] for k in ("codes", "residuals", "lengths", "member_counts", "member_token_ids")}
+    documents = []
+    base = 0
+    for segment in tqdm(store.segments, desc="compacting", disable=not show_progress):
+        alive = store.alive[base:base + segment.n_docs]
+        base += segment.n_docs
+        doc_lengths = np.diff(segment.doc_offsets)
+        vector_alive = np.repeat(alive, doc_lengths)
+        member_alive = np.repeat(vector_alive, np.asarray(segment.member_counts, dtype=np.int64))
+        parts["codes"].append(np.asarray(segment.codes)[vector_alive])
+        parts["residuals"].append(np.asarray(segment.residuals)[vector_alive])
+        parts["lengths"].append(doc_lengths[alive])
+        parts["member_counts"].append(np.asarray(segment.member_counts)[vector_alive])
+        parts["member_token_ids"].append(np.asarray(segment.member_token_ids)[member_alive])
+        documents += [d for d, a in zip(segment.documents, alive) if a]
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    if not documents:
+        raise ValueError(f"{directory}: every document is deleted; nothing to compact into")
+    codec = None
+    codes, residuals = joined["codes"], joined["residuals"]
+    if retrain:
+        vectors = store.codec.decompress(codes, residuals).numpy()
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.permutation(len(vectors))[:_SAMPLE_CAP])]
+        codec = ResidualCodec.fit(sample, nbits=store.codec.nbits, n_vectors=len(vectors), seed=seed,
+                                  n_centroids=Recipe.parse(store.manifest["recipe"]).n_centroids)
+        codec.projection = store.codec.projection
+        codes, residuals = codec.compress(vectors, already_projected=True)
+    n_centroids = (codec or store.codec).n_centroids
+    ivf_offsets, ivf_ids = build_ivf(codes, n_centroids)
+    arrays = SegmentArrays(codes=codes, residuals=residuals,
+                           doc_offsets=np.concatenate([[0], np.cumsum(joined["lengths"])]).astype(np.int64),
+                           member_counts=joined["member_counts"], member_token_ids=joined["member_token_ids"],
+                           ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids)
+    extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
+    return rewrite_index(directory, codec, extras, arrays, documents, {},
+                         expected_generation=store.manifest["generation"])

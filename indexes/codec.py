@@ -1,0 +1,227 @@
+"""Vector compression: faiss k-means centroids + per-dimension residual quantisation.
+
+A vector is stored as the id of its nearest centroid and its residual (vector - centroid),
+each dimension quantised to `nbits` bits (ColBERTv2 / PLAID). Bucket cutoffs and the value
+each bucket decodes to are fitted per dimension on held-out residuals of the training sample:
+cutoffs at the quantiles i / 2^nbits, values at the quantiles (i + 0.5) / 2^nbits.
+`nbits=16` stores the residual-free vector as float16 (no quantisation), still with its
+centroid id so the inverted lists work the same way.
+
+An optional PCA (uncentred, so inner products keep their meaning) maps vectors to fewer
+dimensions before all of this; queries go through the same projection (`project`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["ResidualCodec", "default_n_centroids", "pack_bits", "unpack_bits"]
+
+VALID_NBITS = (1, 2, 4, 16)
+
+
+def default_n_centroids(n_vectors: int) -> int:
+    """2^floor(log2(4 * sqrt(n_vectors))), between 16 and 65,536, and at most n_vectors / 8.
+
+    A quarter of PLAID's 16 * sqrt(n): on 2 CPU cores PLAID's count makes k-means and
+    assignment cost more than encoding with a small model (docs/benchmarks.md has the numbers).
+    """
+    target = 4 * math.sqrt(max(n_vectors, 1))
+    n = 2 ** int(math.floor(math.log2(max(target, 1))))
+    cap = 2 ** int(math.floor(math.log2(max(n_vectors // 8, 1))))
+    return int(max(16, min(n, cap, 65536))) if n_vectors >= 128 else int(max(1, min(n, cap)))
+
+
+def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
+    """(n, d) uint8 values < 2^nbits -> (n, d * nbits / 8) uint8, first value in the high bits."""
+    per_byte = 8 // nbits
+    n, d = buckets.shape
+    grouped = buckets.reshape(n, d // per_byte, per_byte).astype(np.uint8)
+    shifts = np.arange(per_byte - 1, -1, -1, dtype=np.uint8) * nbits
+    return np.bitwise_or.reduce(grouped << shifts, axis=2).astype(np.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, nbits: int, dim: int) -> torch.Tensor:
+    """(n, dim * nbits / 8) uint8 -> (n, dim) int64 bucket indices (inverse of pack_bits)."""
+    per_byte = 8 // nbits
+    shifts = torch.arange(per_byte - 1, -1, -1, device=packed.device) * nbits
+    values = (packed.long().unsqueeze(-1) >> shifts) & ((1 << nbits) - 1)    # (n, bytes, per_byte)
+    return values.reshape(packed.shape[0], dim)
+
+
+@dataclass
+class ResidualCodec:
+    """Centroids (n_centroids, dim) float32; per-dimension cutoffs (dim, 2^nbits - 1) and
+    bucket values (dim, 2^nbits) float32; optional projection (input_dim, dim) float32."""
+
+    centroids: np.ndarray
+    nbits: int
+    cutoffs: np.ndarray
+    bucket_values: np.ndarray
+    projection: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def n_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def bytes_per_residual(self) -> int:
+        return self.dim * 2 if self.nbits == 16 else self.dim * self.nbits // 8
+
+    # ---- fitting ---------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, *, nbits: int = 2, n_centroids: int | None = None,
+            pca_dim: int | None = None, n_vectors: int | None = None, niter: int = 10,
+            seed: int = 0) -> "ResidualCodec":
+        """Fit on `sample` (n, input_dim) float unit vectors.
+
+        n_vectors: size of the whole collection, for the default centroid count (defaults to
+        len(sample)). About 40 training points per centroid are used.
+        """
+        import faiss
+
+        if nbits not in VALID_NBITS:
+            raise ValueError(f"nbits must be one of {VALID_NBITS}, got {nbits}")
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        projection = None
+        if pca_dim is not None:
+            if pca_dim % 8 or not 8 <= pca_dim <= sample.shape[1]:
+                raise ValueError(f"pca_dim must be a multiple of 8 in [8, {sample.shape[1]}], got {pca_dim}")
+            # Uncentred PCA: top eigenvectors of the second-moment matrix, so <Pq, Pd> ~ <q, d>.
+            _, eigvecs = np.linalg.eigh(sample.T.astype(np.float64) @ sample / len(sample))
+            projection = np.ascontiguousarray(eigvecs[:, ::-1][:, :pca_dim], dtype=np.float32)
+            sample = _normalise(sample @ projection)
+        if sample.shape[1] % 8:
+            raise ValueError(f"vector dim {sample.shape[1]} must be a multiple of 8 for bit packing")
+        n_centroids = n_centroids or default_n_centroids(n_vectors or len(sample))
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(sample))
+        heldout = sample[order[: min(len(sample) // 10 + 1, 50_000)]]
+        train = sample[order[len(heldout):]] if len(sample) - len(heldout) >= n_centroids else sample
+        train = train[: 40 * n_centroids]
+        kmeans = faiss.Kmeans(sample.shape[1], n_centroids, niter=niter, seed=seed, spherical=True,
+                              max_points_per_centroid=40, min_points_per_centroid=1)
+        kmeans.train(train)
+        centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+        codec = cls(centroids, nbits, np.zeros((sample.shape[1], 0), np.float32),
+                    np.zeros((sample.shape[1], 1), np.float32), projection)
+        if nbits != 16:
+            residuals = heldout - centroids[codec.assign(heldout)]
+            levels = 1 << nbits
+            codec.cutoffs = np.quantile(residuals, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)
+            codec.bucket_values = np.quantile(residuals, (np.arange(levels) + 0.5) / levels,
+                                              axis=0).T.astype(np.float32)
+        return codec
+
+    # ---- encoding (build time, numpy) ------------------------------------------------------
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, input_dim) -> (n, dim) float32 unit rows; identity without PCA. Zero rows stay zero."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.projection is None:
+            return vectors
+        return _normalise(vectors @ self.projection)
+
+    def assign(self, vectors: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """(n, dim) projected vectors -> (n,) int64 id of the nearest centroid (inner product)."""
+        import faiss
+
+        index = faiss.IndexFlatIP(self.dim)
+        index.add(self.centroids)
+        out = np.empty(len(vectors), dtype=np.int64)
+        for start in range(0, len(vectors), batch):
+            chunk = np.ascontiguousarray(vectors[start:start + batch], dtype=np.float32)
+            out[start:start + len(chunk)] = index.search(chunk, 1)[1][:, 0]
+        return out
+
+    def compress(self, vectors: np.ndarray, batch: int = 65536,
+                 already_projected: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(n, input_dim) unit vectors -> codes (n,) uint16 or int32, residuals (n, bytes) uint8
+        ((n, dim) float16 when nbits is 16). already_projected: rows are (n, dim) already."""
+        n = len(vectors)
+        codes = np.empty(n, dtype=self.code_dtype)
+        if self.nbits == 16:
+            residuals = np.empty((n, self.dim), dtype=np.float16)
+        else:
+            residuals = np.empty((n, self.bytes_per_residual), dtype=np.uint8)
+        for start in range(0, n, batch):
+            x = vectors[start:start + batch]
+            x = np.asarray(x, dtype=np.float32) if already_projected else self.project(x)
+            ids = self.assign(x)
+            codes[start:start + len(x)] = ids
+            if self.nbits == 16:
+                residuals[start:start + len(x)] = x.astype(np.float16)
+                continue
+            r = x - self.centroids[ids]
+            buckets = np.zeros(r.shape, dtype=np.uint8)
+            for level in range(self.cutoffs.shape[1]):      # 2^nbits - 1 vectorised comparisons
+                buckets += r > self.cutoffs[:, level]
+            residuals[start:start + len(x)] = pack_bits(buckets, self.nbits)
+        return codes, residuals
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16 if self.n_centroids <= 65536 else np.int32)
+
+    # ---- decoding (search time, torch on any device) ---------------------------------------
+
+    def decompress(self, codes: np.ndarray | torch.Tensor, residuals: np.ndarray | torch.Tensor,
+                   device: str | torch.device = "cpu", normalize: bool = True) -> torch.Tensor:
+        """codes (n,), residuals as stored -> (n, dim) float32 vectors on `device`, unit rows
+        unless normalize=False (centroid + decoded residual, as quantised)."""
+        # np.array copies memory-mapped (read-only) rows into a buffer torch may own.
+        residuals = torch.from_numpy(np.array(residuals)).to(device)
+        if self.nbits == 16:
+            x = residuals.float()
+            return torch.nn.functional.normalize(x, dim=1) if normalize else x
+        codes = torch.from_numpy(np.asarray(codes).astype(np.int64)).to(device)
+        centroids, values = self._torch_tables(device)
+        buckets = unpack_bits(residuals, self.nbits, self.dim)                   # (n, dim)
+        dims = torch.arange(self.dim, device=device)
+        x = centroids[codes] + values[dims, buckets]
+        return torch.nn.functional.normalize(x, dim=1) if normalize else x
+
+    def _torch_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
+        cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache:
+            cache[key] = (torch.as_tensor(self.centroids, device=device),
+                          torch.as_tensor(self.bucket_values, device=device))
+        return cache[key]
+
+    # ---- storage ---------------------------------------------------------------------------
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that define the codec, by file name (see docs/index-format.md)."""
+        out = {"centroids.npy": self.centroids.astype(np.float32),
+               "bucket_cutoffs.npy": self.cutoffs.astype(np.float32),
+               "bucket_values.npy": self.bucket_values.astype(np.float32)}
+        if self.projection is not None:
+            out["projection.npy"] = self.projection.astype(np.float32)
+        return out
+
+    @classmethod
+    def from_arrays(cls, nbits: int, arrays: dict[str, np.ndarray]) -> "ResidualCodec":
+        return cls(np.asarray(arrays["centroids.npy"]), nbits, np.asarray(arrays["bucket_cutoffs.npy"]),
+                   np.asarray(arrays["bucket_values.npy"]),
+                   np.asarray(arrays["projection.npy"]) if "projection.npy" in arrays else None)
+
+    @classmethod
+    def load(cls, folder: Path, nbits: int) -> "ResidualCodec":
+        names = ["centroids.npy", "bucket_cutoffs.npy", "bucket_values.npy", "projection.npy"]
+        arrays = {n: np.load(folder / n, allow_pickle=False) for n in names if (folder / n).is_file()}
+        return cls.from_arrays(nbits, arrays)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,70 @@
+"""Durable file writing for index directories: fsync, checksums, atomic rename, writer lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IndexFormatError", "fsync_dir", "crc32", "write_file", "write_npy", "writer_lock", "check_file"]
+
+
+class IndexFormatError(ValueError):
+    """An index directory that is missing, of another version, or damaged."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def crc32(path: Path, chunk: int = 1 << 22) -> int:
+    value = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            value = zlib.crc32(block, value)
+    return value
+
+
+def write_file(path: Path, write) -> dict:
+    """Write a file through `write(handle)`, fsync it; return its {"bytes", "crc32"}."""
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": path.stat().st_size, "crc32": crc32(path)}
+
+
+def write_npy(path: Path, array: np.ndarray) -> dict:
+    return write_file(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def check_file(path: Path, expected: dict, verify: bool) -> None:
+    """Raise IndexFormatError if `path` is missing, of the wrong size, or (verify) corrupted."""
+    if not path.is_file():
+        raise IndexFormatError(f"{path}: file missing")
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        raise IndexFormatError(f"{path}: {size} bytes, manifest says {expected['bytes']} (truncated or replaced)")
+    if verify and crc32(path) != expected["crc32"]:
+        raise IndexFormatError(f"{path}: checksum mismatch (file corrupted)")
+
+
+@contextmanager
+def writer_lock(directory: Path):
+    """One writer per index directory at a time (readers never lock)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise RuntimeError(f"{directory}: another process is writing this index") from e
+        yield

@@ -1,0 +1,103 @@
+"""Index recipes: one string that names how an index is reduced and compressed.
+
+Grammar: comma-separated parts, each at most once, in any order (printed in canonical order):
+
+    pool<N>     hierarchical token pooling, pool factor N (1 = off)          e.g. pool2
+    kpool<N>    k-means token pooling instead of hierarchical                 e.g. kpool2
+    stop        prune stopword and punctuation tokens
+    idf<P>      prune the P% lowest-IDF vectors of each document              e.g. idf20
+    first<K>    keep each document's first K vectors                          e.g. first128
+    norm<P>     prune the P% smallest-norm vectors of each document           e.g. norm10
+    pca<D>      project to D dimensions (multiple of 8) before compression    e.g. pca128
+    res<B>      residuals quantised to B bits, B in 1, 2, 4                   e.g. res2
+    fp16        vectors kept as float16 (no residual quantisation)
+    c<N>        number of centroids (default: see codec.default_n_centroids)  e.g. c4096
+
+Example: "pool2,stop,res2". `Recipe.parse(str(r)) == r` for every recipe.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .reduce import PruneRules
+
+__all__ = ["Recipe", "DEFAULT_RECIPE"]
+
+_PART = re.compile(r"^(pool|kpool|stop|idf|first|norm|pca|res|fp16|c)(\d*)$")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    pool_factor: int = 1
+    pool_method: str = "hierarchical"
+    prune: PruneRules = PruneRules()
+    pca_dim: int | None = None
+    nbits: int = 2
+    n_centroids: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Recipe":
+        recipe, seen = cls(), set()
+        for raw in filter(None, (p.strip() for p in text.split(","))):
+            match = _PART.match(raw)
+            if not match:
+                raise ValueError(f"recipe {text!r}: unknown part {raw!r}; parts: pool<N>, kpool<N>, stop, idf<P>, "
+                                 "first<K>, norm<P>, pca<D>, res<1|2|4>, fp16, c<N>")
+            name, number = match.group(1), match.group(2)
+            family = {"kpool": "pool", "fp16": "res"}.get(name, name)
+            if family in seen:
+                raise ValueError(f"recipe {text!r}: {family!r} given twice")
+            seen.add(family)
+            needs_number = name not in ("stop", "fp16")
+            if needs_number != bool(number):
+                raise ValueError(f"recipe {text!r}: {raw!r} " + ("needs a number" if needs_number else "takes no number"))
+            n = int(number) if number else 0
+            if name in ("pool", "kpool"):
+                if not 1 <= n <= 16:
+                    raise ValueError(f"recipe {text!r}: pool factor must be 1..16")
+                recipe = replace(recipe, pool_factor=n, pool_method="kmeans" if name == "kpool" else "hierarchical")
+            elif name == "stop":
+                recipe = replace(recipe, prune=replace(recipe.prune, stopwords=True))
+            elif name in ("idf", "norm"):
+                if not 1 <= n <= 90:
+                    raise ValueError(f"recipe {text!r}: {name} percentage must be 1..90")
+                field = "idf_fraction" if name == "idf" else "norm_fraction"
+                recipe = replace(recipe, prune=replace(recipe.prune, **{field: n / 100}))
+            elif name == "first":
+                recipe = replace(recipe, prune=replace(recipe.prune, first_k=max(1, n)))
+            elif name == "pca":
+                recipe = replace(recipe, pca_dim=n)
+            elif name == "res":
+                if n not in (1, 2, 4):
+                    raise ValueError(f"recipe {text!r}: res bits must be 1, 2 or 4")
+                recipe = replace(recipe, nbits=n)
+            elif name == "fp16":
+                recipe = replace(recipe, nbits=16)
+            elif name == "c":
+                recipe = replace(recipe, n_centroids=n)
+        return recipe
+
+    def __str__(self) -> str:
+        parts = []
+        if self.pool_factor > 1 or self.pool_method != "hierarchical":
+            parts.append(f"{'kpool' if self.pool_method == 'kmeans' else 'pool'}{self.pool_factor}")
+        p = self.prune
+        if p.stopwords:
+            parts.append("stop")
+        if p.idf_fraction:
+            parts.append(f"idf{round(p.idf_fraction * 100)}")
+        if p.first_k:
+            parts.append(f"first{p.first_k}")
+        if p.norm_fraction:
+            parts.append(f"norm{round(p.norm_fraction * 100)}")
+        if self.pca_dim:
+            parts.append(f"pca{self.pca_dim}")
+        parts.append("fp16" if self.nbits == 16 else f"res{self.nbits}")
+        if self.n_centroids:
+            parts.append(f"c{self.n_centroids}")
+        return ",".join(parts)
+
+
+DEFAULT_RECIPE = "pool2,res2"

@@ -1,0 +1,219 @@
+"""Index-time token reduction: pruning rules, then pooling, per document.
+
+Pruning (Lassance et al., "A study on token pruning for ColBERT") drops vectors by named,
+composable rules; pooling (Clavié et al. 2024, token pooling) merges similar vectors of a
+document into their renormalised mean. Every document keeps at least one vector, and every
+kept vector remembers the token ids of the original vectors it stands for ("members"), which
+the vocabulary lists of a later step need.
+
+All inputs are the concatenated form: vectors (n, dim), per-vector arrays (n,), and
+`lengths` (n_docs,) giving each document's consecutive run of rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PruneRules", "Reduced", "prune_mask", "pool_tokens", "reduce_tokens", "idf_from_token_ids"]
+
+
+@dataclass(frozen=True)
+class PruneRules:
+    """Which vectors to drop before compression; all rules off by default.
+
+    stopwords: drop vectors whose token id is in `stopword_ids` (stopwords, punctuation).
+    idf_fraction: drop this fraction of each document's vectors with the lowest IDF.
+    first_k: keep only each document's first k vectors (0 = off).
+    norm_fraction: drop this fraction of each document's vectors with the smallest norm
+        before normalisation.
+    """
+
+    stopwords: bool = False
+    idf_fraction: float = 0.0
+    first_k: int = 0
+    norm_fraction: float = 0.0
+
+    def active(self) -> list[str]:
+        names = []
+        if self.stopwords:
+            names.append("stopwords")
+        if self.idf_fraction > 0:
+            names.append("idf")
+        if self.first_k > 0:
+            names.append("first_k")
+        if self.norm_fraction > 0:
+            names.append("norm")
+        return names
+
+
+@dataclass
+class Reduced:
+    """Vectors after reduction.
+
+    vectors: (m, dim) float32 unit rows; lengths: (n_docs,) int64, each >= 1;
+    member_offsets: (m + 1,) int64 and member_token_ids: (n_members,) int32, the token ids
+    each kept vector stands for; removed: vectors dropped by each rule, and by pooling.
+    """
+
+    vectors: np.ndarray
+    lengths: np.ndarray
+    member_offsets: np.ndarray
+    member_token_ids: np.ndarray
+    removed: dict[str, int]
+
+
+def idf_from_token_ids(token_ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> np.ndarray:
+    """(vocab_size,) float32 IDF, log((1 + N) / (1 + df)), df counted once per document."""
+    doc_of = np.repeat(np.arange(len(lengths)), lengths)
+    pairs = np.unique(doc_of.astype(np.int64) * vocab_size + token_ids.astype(np.int64))
+    df = np.bincount(pairs % vocab_size, minlength=vocab_size)
+    return np.log((1 + len(lengths)) / (1 + df)).astype(np.float32)
+
+
+def _drop_lowest(scores: np.ndarray, lengths: np.ndarray, fraction: float) -> np.ndarray:
+    """Keep-mask dropping floor(fraction * len) lowest-scoring vectors of each document."""
+    keep = np.ones(len(scores), dtype=bool)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    doc_of = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((scores, doc_of))                 # by document, then by score ascending
+    rank = np.empty(len(scores), dtype=np.int64)
+    rank[order] = np.arange(len(scores)) - np.repeat(starts, lengths)
+    n_drop = np.floor(fraction * lengths).astype(np.int64)
+    keep[rank < np.repeat(n_drop, lengths)] = False
+    return keep
+
+
+def prune_mask(rules: PruneRules, token_ids: np.ndarray, lengths: np.ndarray, *,
+               stopword_ids: np.ndarray | None = None, idf: np.ndarray | None = None,
+               norms: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """(n,) bool keep-mask for the rules, and how many vectors each rule removed.
+
+    Rules apply in the order stopwords, idf, first_k, norm; each counts only the vectors it
+    removed itself. A document that would lose every vector keeps its first one.
+    """
+    n = len(token_ids)
+    keep = np.ones(n, dtype=bool)
+    removed: dict[str, int] = {}
+    positions = np.arange(n) - np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    if rules.stopwords:
+        if stopword_ids is None:
+            raise ValueError("the stopwords rule needs stopword_ids")
+        rule = ~np.isin(token_ids, stopword_ids)
+        removed["stopwords"] = int((keep & ~rule).sum())
+        keep &= rule
+    if rules.idf_fraction > 0:
+        if idf is None:
+            raise ValueError("the idf rule needs the collection's idf")
+        rule = _drop_lowest(idf[token_ids], lengths, rules.idf_fraction)
+        removed["idf"] = int((keep & ~rule).sum())
+        keep &= rule
+    if rules.first_k > 0:
+        rule = positions < rules.first_k
+        removed["first_k"] = int((keep & ~rule).sum())
+        keep &= rule
+    if rules.norm_fraction > 0:
+        if norms is None:
+            raise ValueError("the norm rule needs the vectors' norms before normalisation")
+        rule = _drop_lowest(np.asarray(norms, dtype=np.float32), lengths, rules.norm_fraction)
+        removed["norm"] = int((keep & ~rule).sum())
+        keep &= rule
+    # Never empty a document: restore its first vector.
+    kept_per_doc = np.add.reduceat(keep, np.concatenate([[0], np.cumsum(lengths)[:-1]])) if n else keep
+    empty = np.flatnonzero(kept_per_doc == 0)
+    if len(empty):
+        keep[np.concatenate([[0], np.cumsum(lengths)[:-1]])[empty]] = True
+        removed["restored"] = len(empty)
+    return keep, removed
+
+
+def _spherical_kmeans(vectors: np.ndarray, n_clusters: int, n_iter: int = 10) -> np.ndarray:
+    """Post-hoc k-means of one document (CRISP-style pooling) on the unit sphere.
+
+    Seeded with evenly spaced positions (neighbouring tokens are often alike, so this spreads
+    the seeds over the text); deterministic. Empty clusters keep their previous centre.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    centres = x[torch.linspace(0, len(x) - 1, n_clusters).round().long()].clone()
+    for _ in range(n_iter):
+        labels = (x @ centres.T).argmax(dim=1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        filled = sums.norm(dim=1) > 0
+        centres[filled] = torch.nn.functional.normalize(sums[filled], dim=1)
+    return (x @ centres.T).argmax(dim=1).numpy()
+
+
+def _cluster_labels(vectors: np.ndarray, n_clusters: int, method: str, seed: int) -> np.ndarray:
+    """Cluster label in [0, n_clusters) for each row of one document."""
+    if method == "hierarchical":
+        from scipy.cluster.hierarchy import fcluster, linkage
+        # Ward on unit vectors: squared euclidean distance is 2 - 2 cos, so this is cosine Ward.
+        tree = linkage(vectors.astype(np.float64), method="ward")
+        return fcluster(tree, t=n_clusters, criterion="maxclust") - 1
+    if method == "kmeans":
+        return _spherical_kmeans(vectors, n_clusters)
+    raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans'")
+
+
+def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
+                method: str = "hierarchical", seed: int = 0) -> Reduced:
+    """Merge each document's vectors into ceil(n / pool_factor) renormalised cluster means.
+
+    vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
+    Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
+    """
+    if pool_factor < 1:
+        raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    out_vectors, out_lengths, member_ids, member_counts = [], [], [], []
+    start = 0
+    for length in lengths.tolist():
+        doc = vectors[start:start + length]
+        ids = token_ids[start:start + length]
+        n_clusters = math.ceil(length / pool_factor)
+        if pool_factor == 1 or length <= 2 or n_clusters >= length:
+            out_vectors.append(doc)
+            member_ids.append(ids)
+            member_counts.append(np.ones(length, dtype=np.int64))
+            out_lengths.append(length)
+        else:
+            labels = _cluster_labels(doc, n_clusters, method, seed)
+            _, labels = np.unique(labels, return_inverse=True)      # dense labels 0..c-1
+            c = int(labels.max()) + 1
+            sums = np.zeros((c, doc.shape[1]), dtype=np.float32)
+            np.add.at(sums, labels, doc)
+            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            order = np.argsort(labels, kind="stable")
+            out_vectors.append(sums)
+            member_ids.append(ids[order])
+            member_counts.append(np.bincount(labels, minlength=c))
+            out_lengths.append(c)
+        start += length
+    counts = np.concatenate(member_counts) if member_counts else np.zeros(0, np.int64)
+    pooled = Reduced(
+        vectors=np.concatenate(out_vectors) if out_vectors else np.zeros((0, vectors.shape[1]), np.float32),
+        lengths=np.asarray(out_lengths, dtype=np.int64),
+        member_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        member_token_ids=(np.concatenate(member_ids) if member_ids else np.zeros(0)).astype(np.int32),
+        removed={},
+    )
+    pooled.removed["pooling"] = int(len(vectors) - len(pooled.vectors))
+    return pooled
+
+
+def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarray, *,
+                  rules: PruneRules = PruneRules(), pool_factor: int = 1, pool_method: str = "hierarchical",
+                  stopword_ids: np.ndarray | None = None, idf: np.ndarray | None = None,
+                  norms: np.ndarray | None = None, seed: int = 0) -> Reduced:
+    """Prune, then pool. Shapes as in `Reduced`; counts of removed vectors per rule."""
+    keep, removed = prune_mask(rules, token_ids, lengths, stopword_ids=stopword_ids, idf=idf, norms=norms)
+    doc_of = np.repeat(np.arange(len(lengths)), lengths)
+    kept_lengths = np.bincount(doc_of[keep], minlength=len(lengths)).astype(np.int64)
+    pooled = pool_tokens(np.asarray(vectors)[keep], kept_lengths, np.asarray(token_ids)[keep],
+                         pool_factor, pool_method, seed)
+    pooled.removed = {**removed, **pooled.removed}
+    return pooled

@@ -1,0 +1,129 @@
+"""One immutable segment of an index: compressed vectors, document offsets, inverted lists.
+
+Files (docs/index-format.md is the reference):
+
+    codes.npy             (m,) uint16 (int32 past 65,536 centroids)  centroid of each stored vector
+    residuals.npy         (m, dim * nbits / 8) uint8, or (m, dim) float16 for fp16 indexes
+    doc_offsets.npy       (n_docs + 1,) int64    document d owns stored vectors [off[d], off[d+1])
+    member_counts.npy     (m,) uint16            original tokens each stored vector stands for
+    member_token_ids.npy  (n_members,) uint16 (int32 past 65,536 ids)  their token ids, in order
+    ivf_offsets.npy       (n_centroids + 1,) int64  centroid c's list is ivf_vector_ids[off[c]:off[c+1]]
+    ivf_vector_ids.npy    (m,) uint32            vector ids (within the segment) sorted by centroid
+    documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
+
+__all__ = ["SegmentArrays", "Segment", "write_segment", "build_ivf"]
+
+ARRAY_FILES = ("codes.npy", "residuals.npy", "doc_offsets.npy", "member_counts.npy", "member_token_ids.npy",
+               "ivf_offsets.npy", "ivf_vector_ids.npy")
+
+
+def build_ivf(codes: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid inverted lists in CSR form.
+
+    codes: (m,) centroid id per vector. Returns offsets (n_centroids + 1,) int64 and
+    vector ids (m,) uint32, sorted by centroid and, within a list, by vector id.
+    """
+    order = np.argsort(codes, kind="stable").astype(np.uint32)
+    counts = np.bincount(np.asarray(codes, dtype=np.int64), minlength=n_centroids)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), order
+
+
+@dataclass
+class SegmentArrays:
+    """In-memory contents of a segment, as written (shapes in the module docstring)."""
+
+    codes: np.ndarray
+    residuals: np.ndarray
+    doc_offsets: np.ndarray
+    member_counts: np.ndarray
+    member_token_ids: np.ndarray
+    ivf_offsets: np.ndarray
+    ivf_vector_ids: np.ndarray
+
+    def files(self) -> dict[str, np.ndarray]:
+        return {f"{name}.npy": getattr(self, name) for name in
+                ("codes", "residuals", "doc_offsets", "member_counts", "member_token_ids", "ivf_offsets",
+                 "ivf_vector_ids")}
+
+
+def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: list[dict]) -> dict:
+    """Write a segment folder durably (temporary name, fsync, rename); return its manifest entry."""
+    if len(documents) != len(arrays.doc_offsets) - 1:
+        raise ValueError(f"{len(documents)} documents but {len(arrays.doc_offsets) - 1} document offsets")
+    tmp = directory / f"{name}.tmp"
+    tmp.mkdir()
+    files = {fname: write_npy(tmp / fname, array) for fname, array in arrays.files().items()}
+    files["documents.jsonl"] = write_file(tmp / "documents.jsonl", lambda f: f.writelines(
+        (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
+                     "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
+        for d in documents))
+    fsync_dir(tmp)
+    os.rename(tmp, directory / name)
+    fsync_dir(directory)
+    return {"name": name, "n_docs": len(documents), "n_vectors": int(len(arrays.codes)),
+            "n_tokens": int(len(arrays.member_token_ids)), "files": files}
+
+
+@dataclass
+class Segment:
+    """A loaded segment; arrays are read-only memory maps."""
+
+    folder: Path
+    entry: dict
+    codes: np.ndarray
+    residuals: np.ndarray
+    doc_offsets: np.ndarray
+    member_counts: np.ndarray
+    member_token_ids: np.ndarray
+    ivf_offsets: np.ndarray
+    ivf_vector_ids: np.ndarray
+    documents: list[dict]
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.documents)
+
+    @cached_property
+    def member_offsets(self) -> np.ndarray:
+        """(m + 1,) int64: stored vector v stands for member_token_ids[off[v]:off[v+1]]."""
+        return np.concatenate([[0], np.cumsum(self.member_counts, dtype=np.int64)])
+
+    @cached_property
+    def doc_of_vector(self) -> np.ndarray:
+        """(m,) int32 owning document (within the segment) of each stored vector."""
+        return np.repeat(np.arange(self.n_docs, dtype=np.int32), np.diff(self.doc_offsets))
+
+    @classmethod
+    def open(cls, directory: Path, entry: dict, verify: bool) -> "Segment":
+        folder = directory / entry["name"]
+        for fname, expected in entry["files"].items():
+            check_file(folder / fname, expected, verify)
+        arrays = {}
+        for fname in ARRAY_FILES:
+            try:
+                arrays[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
+            except ValueError as e:
+                raise IndexFormatError(f"{folder / fname}: unreadable array ({e})") from e
+        with open(folder / "documents.jsonl", encoding="utf-8") as f:
+            documents = [json.loads(line) for line in f]
+        segment = cls(folder, entry, documents=documents, **arrays)
+        m = entry["n_vectors"]
+        if len(documents) != entry["n_docs"] or segment.doc_offsets.shape != (len(documents) + 1,) \
+                or segment.codes.shape != (m,) or len(segment.residuals) != m \
+                or segment.member_counts.shape != (m,) or segment.ivf_vector_ids.shape != (m,) \
+                or int(segment.doc_offsets[-1]) != m or len(segment.member_token_ids) != entry["n_tokens"]:
+            raise IndexFormatError(f"{folder}: array sizes disagree with the manifest")
+        return segment
