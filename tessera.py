@@ -14,6 +14,7 @@ COMMANDS = {
     "index": ("retriever.cli", "encode a corpus and write an index"),
     "search": ("retriever.cli", "search an index with one or more queries"),
     "eval": ("eval.cli", "run a collection's test queries and report standard metrics"),
+    "bench": ("eval.bench", "sweep query-engine settings against exhaustive search: quality and latency"),
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ResidualCodec", "default_n_centroids", "pack_bits", "unpack_bits"]
+__all__ = ["ResidualCodec", "default_n_centroids", "pack_bits"]
 
 VALID_NBITS = (1, 2, 4, 16)
 
@@ -44,14 +44,6 @@ def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
     grouped = buckets.reshape(n, d // per_byte, per_byte).astype(np.uint8)
     shifts = np.arange(per_byte - 1, -1, -1, dtype=np.uint8) * nbits
     return np.bitwise_or.reduce(grouped << shifts, axis=2).astype(np.uint8)
-
-
-def unpack_bits(packed: torch.Tensor, nbits: int, dim: int) -> torch.Tensor:
-    """(n, dim * nbits / 8) uint8 -> (n, dim) int64 bucket indices (inverse of pack_bits)."""
-    per_byte = 8 // nbits
-    shifts = torch.arange(per_byte - 1, -1, -1, device=packed.device) * nbits
-    values = (packed.long().unsqueeze(-1) >> shifts) & ((1 << nbits) - 1)    # (n, bytes, per_byte)
-    return values.reshape(packed.shape[0], dim)
 
 
 @dataclass
@@ -162,12 +154,18 @@ class ResidualCodec:
             if self.nbits == 16:
                 residuals[start:start + len(x)] = x.astype(np.float16)
                 continue
-            r = x - self.centroids[ids]
-            buckets = np.zeros(r.shape, dtype=np.uint8)
-            for level in range(self.cutoffs.shape[1]):      # 2^nbits - 1 vectorised comparisons
-                buckets += r > self.cutoffs[:, level]
-            residuals[start:start + len(x)] = pack_bits(buckets, self.nbits)
+            residuals[start:start + len(x)] = pack_bits(self.bucketize(x - self.centroids[ids]), self.nbits)
         return codes, residuals
+
+    def bucketize(self, residuals: np.ndarray) -> np.ndarray:
+        """(n, dim) residuals -> (n, dim) uint8 bucket of each value under its dimension's cutoffs."""
+        # Shift dimension j by 8j so that one sorted boundary list serves every dimension at once
+        # (residuals of unit vectors lie in [-2, 2]); bucket = insertion point - (levels - 1) * j.
+        levels_minus_1 = self.cutoffs.shape[1]
+        shift = 8.0 * np.arange(self.dim)
+        boundaries = (self.cutoffs.astype(np.float64) + shift[:, None]).ravel()
+        points = np.searchsorted(boundaries, residuals.astype(np.float64) + shift, side="left")
+        return (points - levels_minus_1 * np.arange(self.dim)).astype(np.uint8)
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -185,18 +183,28 @@ class ResidualCodec:
             x = residuals.float()
             return torch.nn.functional.normalize(x, dim=1) if normalize else x
         codes = torch.from_numpy(np.asarray(codes).astype(np.int64)).to(device)
-        centroids, values = self._torch_tables(device)
-        buckets = unpack_bits(residuals, self.nbits, self.dim)                   # (n, dim)
-        dims = torch.arange(self.dim, device=device)
-        x = centroids[codes] + values[dims, buckets]
+        centroids, table = self.device_tables(device)
+        n_bytes = residuals.shape[1]
+        # One gather decodes a whole byte: table[p, byte] holds the values of its 8 / nbits dimensions.
+        decoded = table[torch.arange(n_bytes, device=device), residuals.long()].reshape(len(codes), self.dim)
+        x = centroids[codes] + decoded
         return torch.nn.functional.normalize(x, dim=1) if normalize else x
 
-    def _torch_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def device_tables(self, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Centroids (n_centroids, dim) and the byte decoding table (n_bytes, 256, 8 / nbits)
+        float32 on `device` (no table for fp16), built once per device."""
         key = str(device)
         cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache and self.nbits == 16:
+            cache[key] = (torch.as_tensor(self.centroids).to(device), None)
         if key not in cache:
-            cache[key] = (torch.as_tensor(self.centroids, device=device),
-                          torch.as_tensor(self.bucket_values, device=device))
+            per_byte = 8 // self.nbits
+            shifts = torch.arange(per_byte - 1, -1, -1) * self.nbits
+            buckets = (torch.arange(256)[:, None] >> shifts) & ((1 << self.nbits) - 1)     # (256, per_byte)
+            dims = torch.arange(self.dim // per_byte)[:, None] * per_byte + torch.arange(per_byte)
+            values = torch.as_tensor(self.bucket_values)
+            table = values[dims[:, None, :], buckets[None, :, :]]                        # (n_bytes, 256, per_byte)
+            cache[key] = (torch.as_tensor(self.centroids).to(device), table.contiguous().to(device))
         return cache[key]
 
     # ---- storage ---------------------------------------------------------------------------

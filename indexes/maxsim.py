@@ -46,7 +46,7 @@ def doc_blocks(offsets: np.ndarray, block_vectors: int):
         first = end
 
 
-def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 65536):
+def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 16384):
     """Block source over one flat (n_vectors, dim) matrix with (n_docs + 1,) offsets."""
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
@@ -62,7 +62,7 @@ def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 
 def exhaustive_search(queries: np.ndarray | torch.Tensor, vectors: np.ndarray, offsets: np.ndarray,
                       k: int = 10, *, alive: np.ndarray | None = None,
                       device: str | torch.device | None = None,
-                      block_vectors: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+                      block_vectors: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Top-k documents by exact MaxSim over one flat matrix (see `search_blocks`).
 
     vectors: (n_vectors, dim) float16, may be a read-only memory map.
@@ -74,7 +74,7 @@ def exhaustive_search(queries: np.ndarray | torch.Tensor, vectors: np.ndarray, o
 
 def search_blocks(queries: np.ndarray, blocks, n_docs: int, k: int = 10, *, dim: int,
                   alive: np.ndarray | None = None, device: str | torch.device | None = None,
-                  block_vectors: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+                  block_vectors: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Top-k documents by exact MaxSim, scanning every block of the collection.
 
     queries: (n_queries, q_len, dim) float32.

@@ -134,7 +134,7 @@ class IndexStore:
                     out[doc["id"]] = base + local
         return out
 
-    def blocks(self, block_vectors: int = 65536):
+    def blocks(self, block_vectors: int = 16384):
         """Block source for `maxsim.search_blocks`: decompressed vectors of consecutive documents."""
         def generate(device):
             for s, segment in enumerate(self.segments):

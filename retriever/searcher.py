@@ -1,4 +1,4 @@
-"""`Searcher`: encode queries and rank an index's documents by late interaction."""
+"""`Searcher`: encode queries, generate candidates by token retrieval, rescore by exact MaxSim."""
 
 from __future__ import annotations
 
@@ -9,19 +9,27 @@ import numpy as np
 import torch
 
 from indexes.maxsim import pick_device, search_blocks
+from indexes.retrieval import rescore, retrieve_candidates
 
 from .encoder import Encoder
 from .index import Index
 
-__all__ = ["SearchResults", "Searcher"]
+__all__ = ["SearchResults", "Searcher", "PRESETS"]
+
+# One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
+PRESETS = {
+    "fast": {"nprobe": 4, "k_prime": None, "n_candidates": 64},
+    "balanced": {"nprobe": 8, "k_prime": None, "n_candidates": 256},
+    "accurate": {"nprobe": 16, "k_prime": None, "n_candidates": 1024},
+}
 
 
 @dataclass
 class SearchResults:
     """Ranked documents for a batch of queries, best first.
 
-    scores: (n_queries, k) float32, padded with -inf; indices: (n_queries, k) int64 positions
-    in the index, padded with -1; doc_ids: the matching document ids (padding left out).
+    scores: (n_queries, k) float32, padded with -inf; indices: (n_queries, k) int64 global
+    positions in the index, padded with -1; doc_ids: the matching document ids (padding left out).
     """
 
     scores: np.ndarray
@@ -34,23 +42,46 @@ class SearchResults:
 
 
 class Searcher:
-    """Exhaustive MaxSim search over an index's decompressed vectors (the reference engine).
+    """Late-interaction search over an index.
 
-    encoder: the encoder used for queries; by default the one recorded in the index manifest,
-    loaded with the same settings the documents were encoded with.
+    engine: "token" (token retrieval + exact rescoring, the default) or "exhaustive" (exact
+    MaxSim over every document: the reference). quality: a preset of PRESETS; explicit
+    nprobe / k_prime / n_candidates override it.
+    encoder: the query encoder; by default the one recorded in the index manifest.
     device: where scoring runs ("cuda", "cpu"); by default CUDA when present.
     """
 
-    def __init__(self, index: Index, encoder: Encoder | None = None,
-                 device: str | torch.device | None = None):
+    def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",
+                 quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
+                 n_candidates: int | None = None, device: str | torch.device | None = None):
+        if engine not in ("token", "exhaustive"):
+            raise ValueError(f"engine must be 'token' or 'exhaustive', got {engine!r}")
+        if quality not in PRESETS:
+            raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
         self.index = index
+        self.engine = engine
+        preset = PRESETS[quality]
+        self.nprobe = nprobe or preset["nprobe"]
+        self.k_prime = k_prime if k_prime is not None else preset["k_prime"]
+        self.n_candidates = n_candidates or preset["n_candidates"]
         self.device = pick_device(device)
-        encoder = encoder or index.load_encoder(device=self.device)
-        expected = index.encoder_spec["dim"]
+        self._encoder = encoder
+        if encoder is not None:
+            self._check_encoder(encoder)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder, loaded on first use when none was given."""
+        if self._encoder is None:
+            self._encoder = self.index.load_encoder(device=self.device)
+            self._check_encoder(self._encoder)
+        return self._encoder
+
+    def _check_encoder(self, encoder: Encoder) -> None:
+        expected = self.index.encoder_spec["dim"]
         if encoder.dim != expected:
             raise ValueError(f"encoder {encoder.name!r} gives {encoder.dim}-dim vectors, "
-                             f"index {index.directory} was built from {expected}-dim vectors")
-        self.encoder = encoder
+                             f"index {self.index.directory} was built from {expected}-dim vectors")
 
     def search(self, query: str, k: int = 10) -> SearchResults:
         """Top-k documents for one query (a SearchResults with one row)."""
@@ -63,15 +94,35 @@ class Searcher:
 
         queries: strings, or pre-encoded (n_queries, q_len, dim) float32 query embeddings.
         """
-        if isinstance(queries, np.ndarray):
-            embeddings = queries
-        else:
-            embeddings = self.encoder.encode_queries(list(queries))
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        embeddings = queries if isinstance(queries, np.ndarray) else self.encoder.encode_queries(list(queries))
         store = self.index.store
         n_q, q_len, dim = embeddings.shape
         # A PCA index scores in its projected space; zero (padding) rows stay zero.
         embeddings = store.codec.project(embeddings.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
-        scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k, dim=store.codec.dim,
-                                        alive=store.alive, device=self.device)
+        if self.engine == "exhaustive":
+            scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
+                                            dim=store.codec.dim, alive=store.alive, device=self.device)
+        else:
+            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k)
         doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
+
+    def candidates(self, query: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """First-stage candidates of one (q_len, dim) projected query: positions and scores."""
+        real = query[query.norm(dim=1) > 0]
+        return retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
+                                   n_candidates=self.n_candidates)
+
+    def _token_search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n_q = queries.shape[0]
+        scores = np.full((n_q, k), -np.inf, dtype=np.float32)
+        indices = np.full((n_q, k), -1, dtype=np.int64)
+        for i in range(n_q):
+            positions, _ = self.candidates(queries[i])
+            exact = rescore(self.index.store, queries[i:i + 1], positions)[0]
+            top = exact.topk(min(k, len(positions)))
+            scores[i, :len(top.values)] = top.values.cpu().numpy()
+            indices[i, :len(top.values)] = positions[top.indices.cpu().numpy()]
+        return scores, indices

@@ -1,0 +1,162 @@
+"""Query-engine benchmark: token retrieval settings against exhaustive MaxSim on one index.
+
+    tessera bench --dataset ../shared/data/scifact --cache /tmp/cache/scifact --index /tmp/scifact-idx \\
+        [--recipe pool2,res2] [--out docs/bench]
+
+Encodes the collection once (cached shards) and builds the index from those embeddings if
+the directory holds none; encodes the judged queries once. Then, for each setting, it reports
+recall of the exhaustive top-10 (same index, same query vectors), nDCG@10, first-stage recall
+of the exhaustive top-10 among the candidates, latency per query (p50 / p95, one query at a
+time, with 1 and with 2 threads) and queries per second for the whole batch. Writes a Markdown
+table, JSON and a quality-vs-latency PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SWEEP = [  # (nprobe, k_prime, n_candidates)
+    (1, None, 64), (2, None, 64), (4, None, 64), (4, None, 256), (8, None, 256), (8, None, 1024),
+    (16, None, 256), (16, None, 1024), (32, None, 1024), (8, 1000, 256), (16, 2000, 256),
+]
+
+
+def resident_mib() -> float:
+    """Resident memory of this process in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _time_single(searcher, embeddings: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, list]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        latencies, results = [], []
+        for i in range(len(embeddings)):
+            started = time.perf_counter()
+            results.append(searcher.search_batch(embeddings[i:i + 1], k=k))
+            latencies.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(previous)
+    return 1000 * np.array(latencies), results
+
+
+def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, split: str = "test",
+        k: int = 10, model: str | None = None) -> dict:
+    import torch
+    from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
+    from retriever.cache import encode_corpus_cached
+    from .metrics import evaluate
+    from .qrels import read_qrels
+
+    encoder = load_encoder(model)
+    if not (Path(index_dir) / "manifest.json").is_file():
+        documents = read_corpus(dataset)
+        embeddings = encode_corpus_cached(encoder, documents, cache)
+        Index.build_from_embeddings(index_dir, embeddings, documents, encoder, recipe=recipe)
+    rss_before = resident_mib()
+    index = Index.open(index_dir, verify=False)
+    qrels = read_qrels(dataset, split)
+    queries = [q for q in read_queries(dataset) if q.id in qrels]
+    embeddings = encoder.encode_queries([q.text for q in queries])
+
+    def quality(results) -> dict:
+        run_ = {q.id: dict(results.hits(i)) for i, q in enumerate(queries)}
+        return evaluate(run_, qrels)
+
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    exhaustive = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(embeddings, k=100)
+    exhaustive_seconds = time.perf_counter() - started
+    reference = [set(row[:k]) for row in exhaustive.indices.tolist()]
+    rows = [{"setting": "exhaustive", "recall_vs_exhaustive": 1.0, "first_stage_recall": 1.0,
+             "nDCG@10": quality(exhaustive)["nDCG@10"], "batch_qps": len(queries) / exhaustive_seconds,
+             "p50_ms_1t": float("nan"), "p95_ms_1t": float("nan"), "p50_ms_2t": float("nan"),
+             "p95_ms_2t": float("nan")}]
+    print(json.dumps(rows[-1]), flush=True)
+    for nprobe, k_prime, n_candidates in sweep:
+        searcher = Searcher(index, encoder=encoder, nprobe=nprobe, k_prime=k_prime, n_candidates=n_candidates)
+        projected = index.store.codec.project(embeddings.reshape(-1, embeddings.shape[2])).reshape(
+            len(embeddings), embeddings.shape[1], -1)
+        first = [set(searcher.candidates(torch.from_numpy(projected[i]))[0].tolist()) for i in range(len(queries))]
+        lat1, _ = _time_single(searcher, embeddings, k, threads=1)
+        lat2, _ = _time_single(searcher, embeddings, k, threads=2)
+        started = time.perf_counter()
+        results = searcher.search_batch(embeddings, k=100)
+        batch_seconds = time.perf_counter() - started
+        rows.append({
+            "setting": f"nprobe={nprobe} k'={k_prime or '-'} cand={n_candidates}",
+            "recall_vs_exhaustive": float(np.mean([len(set(r[:k]) & ref) / len(ref)
+                                                   for r, ref in zip(results.indices.tolist(), reference)])),
+            "first_stage_recall": float(np.mean([len(f & ref) / len(ref) for f, ref in zip(first, reference)])),
+            "nDCG@10": quality(results)["nDCG@10"], "batch_qps": len(queries) / batch_seconds,
+            "p50_ms_1t": float(np.percentile(lat1, 50)), "p95_ms_1t": float(np.percentile(lat1, 95)),
+            "p50_ms_2t": float(np.percentile(lat2, 50)), "p95_ms_2t": float(np.percentile(lat2, 95)),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    size = index.store.nbytes()
+    return {"dataset": dataset, "recipe": index.manifest["recipe"], "n_docs": len(index),
+            "n_vectors": sum(s.entry["n_vectors"] for s in index.store.segments),
+            "index_mib": size["search"] / 2**20, "rss_mib_loaded": resident_mib() - rss_before,
+            "queries": len(queries), "rows": rows}
+
+
+def report(result: dict, out: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    header = (f"{result['dataset']}: {result['n_docs']:,} documents, {result['n_vectors']:,} stored vectors, "
+              f"recipe `{result['recipe']}`, index {result['index_mib']:.0f} MiB, {result['queries']} queries\n\n")
+    lines = ["| setting | recall of exhaustive top-10 | first-stage recall | nDCG@10 | p50 ms (1 thr) | "
+             "p95 ms (1 thr) | p50 ms (2 thr) | p95 ms (2 thr) | batch q/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['setting']} | {r['recall_vs_exhaustive']:.3f} | {r['first_stage_recall']:.3f} | "
+                     f"{r['nDCG@10']:.4f} | {r['p50_ms_1t']:.1f} | {r['p95_ms_1t']:.1f} | {r['p50_ms_2t']:.1f} | "
+                     f"{r['p95_ms_2t']:.1f} | {r['batch_qps']:.1f} |")
+    table = header + "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in result["rows"][1:]:
+        ax.scatter(r["p50_ms_1t"], r["recall_vs_exhaustive"])
+        ax.annotate(r["setting"], (r["p50_ms_1t"], r["recall_vs_exhaustive"]), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency per query, ms (1 thread, log scale)")
+    ax.set_ylabel("recall of exhaustive top-10")
+    ax.set_title(f"Token retrieval + rescoring, {Path(result['dataset']).name}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    name = Path(result["dataset"]).name
+    fig.savefig(out / f"bench-{name}.png", dpi=120)
+    (out / f"bench-{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"bench-{name}.md").write_text(table + "\n")
+    return table
+
+
+def main(command: str = "bench", argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tessera bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--cache", required=True, help="folder for encoded shards (reused across runs)")
+    p.add_argument("--index", required=True, help="index directory (built from the cache if missing)")
+    p.add_argument("--recipe", default="pool2,res2")
+    p.add_argument("--out", default="docs/bench")
+    p.add_argument("--model", default=None)
+    p.add_argument("--split", default="test")
+    args = p.parse_args(argv)
+    result = run(args.dataset, args.cache, args.index, args.recipe, DEFAULT_SWEEP, args.split, model=args.model)
+    print(report(result, Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

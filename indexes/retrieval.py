@@ -1,0 +1,146 @@
+"""Token retrieval over centroid inverted lists (XTR / WARP style), then exact rescoring.
+
+Stage 1, candidates: each query token scores every centroid, probes its `nprobe` best lists
+and scores the vectors found there as <q, centroid> + <q, residual> — the residual part read
+from a per-token lookup table over packed residual bytes, so no vector is decompressed. Per
+query token and document the best retrieved score counts; a token that retrieved none of a
+document's vectors contributes an imputed score (missing-similarity imputation): the score of
+the best centroid it did not probe, or with `k_prime`, its k'-th best retrieved score if lower.
+Documents are ranked by the sum; the top `n_candidates` go on.
+
+Stage 2, rescoring: exact MaxSim of the full query over every vector of each candidate,
+decompressed on the device (the same arithmetic as the exhaustive reference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .codec import ResidualCodec
+from .maxsim import maxsim_scores
+from .store import IndexStore
+
+__all__ = ["residual_tables", "retrieve_candidates", "rescore"]
+
+
+def residual_tables(codec: ResidualCodec, queries: torch.Tensor) -> torch.Tensor:
+    """(n_tokens, dim) query vectors -> (n_tokens, n_bytes, 256) float32, where entry [i, p, b]
+    is <q_i, the residual dimensions that byte value b encodes at byte position p>."""
+    _, table = codec.device_tables(queries.device)                     # (n_bytes, 256, per_byte)
+    per_byte = table.shape[2]
+    q = queries.reshape(queries.shape[0], -1, per_byte)                  # (n_tokens, n_bytes, per_byte)
+    return torch.einsum("pbk,ipk->ipb", table, q)
+
+
+def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenate the integer ranges [starts[j], starts[j] + lengths[j]) without a Python loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return first + np.arange(total)
+
+
+def _probe_segment(store: IndexStore, s: int, probed: np.ndarray, query: torch.Tensor,
+                   centroid_scores: torch.Tensor, tables: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(token, document position, approximate score) for every vector in the probed lists."""
+    segment = store.segments[s]
+    offsets = np.asarray(segment.ivf_offsets)
+    starts, ends = offsets[probed], offsets[probed + 1]                   # (n_tokens, nprobe)
+    lengths = (ends - starts).ravel()
+    rows = _expand_ranges(starts.ravel(), lengths)
+    tokens = np.repeat(np.repeat(np.arange(probed.shape[0]), probed.shape[1]), lengths)
+    vector_ids = np.asarray(segment.ivf_vector_ids)[rows].astype(np.int64)
+    device = centroid_scores.device
+    tok = torch.from_numpy(tokens).to(device)
+    codes = torch.from_numpy(np.asarray(segment.codes)[vector_ids].astype(np.int64)).to(device)
+    scores = centroid_scores[tok, codes]
+    if tables is not None and len(vector_ids):
+        packed = torch.from_numpy(np.asarray(segment.residuals)[vector_ids]).to(device).long()  # (P, n_bytes)
+        n_bytes = packed.shape[1]
+        flat = (tok[:, None] * n_bytes + torch.arange(n_bytes, device=device)) * 256 + packed
+        scores = scores + tables.reshape(-1)[flat].sum(dim=1)
+    elif len(vector_ids):  # fp16 index: the stored vectors are the vectors
+        stored = torch.from_numpy(np.asarray(segment.residuals)[vector_ids]).to(device).float()
+        scores = (stored * query[tok]).sum(dim=1)
+    docs = torch.from_numpy(segment.doc_of_vector[vector_ids].astype(np.int64) + int(store.segment_bases[s]))
+    return tok, docs.to(device), scores
+
+
+def retrieve_candidates(store: IndexStore, query: torch.Tensor, *, nprobe: int = 8, k_prime: int | None = None,
+                        n_candidates: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate documents for one query by token retrieval.
+
+    query: (n_tokens, dim) float32 on the scoring device, projected like the index, real tokens
+    only (no all-zero padding rows). Returns (positions (c,) int64, first-stage scores (c,)
+    float32), best first, c <= n_candidates; deleted documents never appear.
+    """
+    codec = store.codec
+    device = query.device
+    centroids, _ = codec.device_tables(device)
+    centroid_scores = query @ centroids.T                                 # (n_tokens, n_centroids)
+    nprobe = min(nprobe, codec.n_centroids)
+    top = centroid_scores.topk(min(nprobe + 1, codec.n_centroids), dim=1)
+    probed = top.indices[:, :nprobe].cpu().numpy()
+    # Imputation: an unretrieved vector sits in an unprobed list, whose centroid scores at most this.
+    missing = top.values[:, nprobe] if top.values.shape[1] > nprobe else top.values[:, -1] - 1.0
+    tables = residual_tables(codec, query) if codec.nbits != 16 else None
+    parts = [_probe_segment(store, s, probed, query, centroid_scores, tables) for s in range(len(store.segments))]
+    tok = torch.cat([p[0] for p in parts])
+    docs = torch.cat([p[1] for p in parts])
+    scores = torch.cat([p[2] for p in parts])
+    alive = torch.from_numpy(store.alive).to(device)[docs]
+    tok, docs, scores = tok[alive], docs[alive], scores[alive]
+    n_tokens = query.shape[0]
+    if k_prime is not None and len(scores):
+        # Keep each token's k' best (token, vector) scores; impute at most its k'-th score.
+        order = torch.argsort(scores, descending=True)
+        order = order[torch.argsort(tok[order], stable=True)]            # by token, then score descending
+        tok, docs, scores = tok[order], docs[order], scores[order]
+        counts = torch.bincount(tok, minlength=n_tokens)
+        rank = torch.arange(len(tok), device=device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        kth = torch.full((n_tokens,), torch.inf, device=device)
+        at_k = rank == k_prime - 1
+        kth[tok[at_k]] = scores[at_k]
+        keep = rank < k_prime
+        tok, docs, scores = tok[keep], docs[keep], scores[keep]
+        missing = torch.minimum(missing, kth)
+    if len(docs) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    unique_docs, column = torch.unique(docs, return_inverse=True)
+    best = torch.full((n_tokens * len(unique_docs),), -torch.inf, device=device)
+    best = best.scatter_reduce(0, tok * len(unique_docs) + column, scores, "amax").reshape(n_tokens, -1)
+    best = torch.where(torch.isinf(best), missing[:, None], best)          # (n_tokens, n_unique_docs)
+    total = best.sum(dim=0)
+    k = min(n_candidates, len(unique_docs))
+    top_scores, top_idx = total.topk(k)
+    return unique_docs[top_idx].cpu().numpy(), top_scores.cpu().numpy().astype(np.float32)
+
+
+def rescore(store: IndexStore, queries: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    """Exact MaxSim of queries (n_queries, q_len, dim) against documents at `positions` (c,).
+
+    Returns (n_queries, c) float32 on the queries' device.
+    """
+    device = queries.device
+    if len(positions) == 0:
+        return torch.zeros((queries.shape[0], 0), device=device)
+    vectors, lengths = [], []
+    segment_of = np.searchsorted(store.segment_bases, positions, side="right") - 1
+    order = np.argsort(segment_of, kind="stable")
+    for s in np.unique(segment_of):
+        segment = store.segments[s]
+        local = positions[segment_of == s] - int(store.segment_bases[s])
+        offsets = np.asarray(segment.doc_offsets)
+        starts, doc_lengths = offsets[local], offsets[local + 1] - offsets[local]
+        rows = _expand_ranges(starts, doc_lengths)
+        vectors.append(store.codec.decompress(np.asarray(segment.codes)[rows], np.asarray(segment.residuals)[rows],
+                                              device))
+        lengths.append(doc_lengths)
+    scores = maxsim_scores(queries, torch.cat(vectors), torch.from_numpy(np.concatenate(lengths)).to(device))
+    # Undo the grouping by segment so columns follow `positions`.
+    out = torch.empty_like(scores)
+    out[:, torch.from_numpy(order).to(device)] = scores
+    return out
