@@ -97,6 +97,11 @@ def test_cli_index_search_eval(tmp_path, capsys):
                          "--run", str(tmp_path / "run.txt")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["queries"] == 10 and report["nDCG@10"] > 0.8
+    assert 10 * 10 <= len((tmp_path / "run.txt").read_text().splitlines()) <= 10 * 30
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(tmp_path / "eval-idx"), "--json",
+                         "--engine", "exhaustive", "--run", str(tmp_path / "run.txt")]) == 0
+    exhaustive = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert exhaustive["engine"] == "exhaustive MaxSim" and exhaustive["nDCG@10"] >= report["nDCG@10"] - 0.05
     assert len((tmp_path / "run.txt").read_text().splitlines()) == 10 * 30
 
 
