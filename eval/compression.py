@@ -51,6 +51,8 @@ def run(dataset: str, cache: str, recipes: list[str], split: str = "test", model
                 "bytes_per_token": size["search"] / embeddings.n_input_tokens,
                 "bytes_per_token_with_text": size["total"] / embeddings.n_input_tokens,
                 "build_seconds": stats["seconds"], "encode_seconds": embeddings.seconds,
+                "stage_seconds": {k: stats[k] for k in ("reduce_seconds", "codec_fit_seconds", "compress_seconds",
+                                                        "write_seconds")},
                 "removed": stats["removed"], "centroids": index.manifest["codec"]["n_centroids"],
                 "nDCG@10": metrics["nDCG@10"], "Recall@100": metrics["Recall@100"],
                 "exhaustive_search_seconds": search_seconds, "top10": results.doc_ids,
