@@ -182,16 +182,14 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
             out_lengths.append(length)
         else:
             labels = _cluster_labels(doc, n_clusters, method, seed)
-            _, labels = np.unique(labels, return_inverse=True)      # dense labels 0..c-1
-            c = int(labels.max()) + 1
-            sums = np.zeros((c, doc.shape[1]), dtype=np.float32)
-            np.add.at(sums, labels, doc)
-            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
             order = np.argsort(labels, kind="stable")
+            counts = np.unique(labels, return_counts=True)[1]             # clusters in label order
+            sums = np.add.reduceat(doc[order], np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
+            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
             out_vectors.append(sums)
             member_ids.append(ids[order])
-            member_counts.append(np.bincount(labels, minlength=c))
-            out_lengths.append(c)
+            member_counts.append(counts)
+            out_lengths.append(len(counts))
         start += length
     counts = np.concatenate(member_counts) if member_counts else np.zeros(0, np.int64)
     pooled = Reduced(
