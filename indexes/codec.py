@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -177,18 +178,36 @@ class ResidualCodec:
                    device: str | torch.device = "cpu", normalize: bool = True) -> torch.Tensor:
         """codes (n,), residuals as stored -> (n, dim) float32 vectors on `device`, unit rows
         unless normalize=False (centroid + decoded residual, as quantised)."""
-        # np.array copies memory-mapped (read-only) rows into a buffer torch may own.
-        residuals = torch.from_numpy(np.array(residuals)).to(device)
+        device = torch.device(device)
         if self.nbits == 16:
-            x = residuals.float()
+            # np.array copies memory-mapped (read-only) rows into a buffer torch may own.
+            x = torch.from_numpy(np.array(residuals)).to(device).float()
             return torch.nn.functional.normalize(x, dim=1) if normalize else x
         codes = torch.from_numpy(np.asarray(codes).astype(np.int64)).to(device)
         centroids, table = self.device_tables(device)
-        n_bytes = residuals.shape[1]
-        # One gather decodes a whole byte: table[p, byte] holds the values of its 8 / nbits dimensions.
-        decoded = table[torch.arange(n_bytes, device=device), residuals.long()].reshape(len(codes), self.dim)
+        if device.type == "cpu":
+            decoded = torch.from_numpy(self._decode_numpy(np.asarray(residuals)))
+        else:
+            decoded = self._decode_torch(torch.from_numpy(np.array(residuals)).to(device), table)
         x = centroids[codes] + decoded
         return torch.nn.functional.normalize(x, dim=1) if normalize else x
+
+    @cached_property
+    def _cpu_table(self) -> np.ndarray:
+        """(n_bytes * 256, 8 / nbits) float32: row p * 256 + b holds what byte b decodes to at position p."""
+        table = self.device_tables("cpu")[1].numpy()
+        return table.reshape(-1, table.shape[2])
+
+    def _decode_numpy(self, packed: np.ndarray) -> np.ndarray:
+        """(n, n_bytes) uint8 -> (n, dim) float32 residuals. On the CPU numpy's `take` gathers
+        about 4x faster than torch indexing, and this gather is the cost of decompression."""
+        offsets = np.arange(packed.shape[1], dtype=np.int32) * 256
+        return np.take(self._cpu_table, packed.astype(np.int32) + offsets, axis=0).reshape(len(packed), self.dim)
+
+    def _decode_torch(self, packed: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(n, n_bytes) uint8 -> (n, dim) float32; table[p, byte] holds the values of that byte's dimensions."""
+        rows = torch.arange(packed.shape[1], device=packed.device)
+        return table[rows, packed.long()].reshape(len(packed), self.dim)
 
     def device_tables(self, device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Centroids (n_centroids, dim) and the byte decoding table (n_bytes, 256, 8 / nbits)

@@ -96,3 +96,14 @@ def test_default_centroid_count():
     assert default_n_centroids(100) == 8
     with pytest.raises(ValueError, match="nbits"):
         ResidualCodec.fit(vectors(), nbits=3)
+
+
+def test_numpy_and_torch_decoders_agree():
+    """The CPU decoder (numpy take) and the accelerator decoder (torch indexing) give the same values."""
+    x = vectors(seed=5)
+    for nbits in (1, 2, 4):
+        codec = ResidualCodec.fit(x, nbits=nbits, n_centroids=32)
+        _, packed = codec.compress(x)
+        table = codec.device_tables("cpu")[1]
+        np.testing.assert_array_equal(codec._decode_numpy(packed),
+                                      codec._decode_torch(torch.from_numpy(packed), table).numpy())

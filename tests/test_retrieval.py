@@ -108,3 +108,13 @@ def test_deleted_documents_are_not_candidates(tmp_path):
     store = IndexStore.open(tmp_path)
     positions, _ = retrieve_candidates(store, q, nprobe=64, n_candidates=100)
     assert not {store.document(p)["id"] for p in positions} & set(gone)
+
+
+def test_residual_scores_cpu_path_equals_generic_gather():
+    rng = np.random.default_rng(0)
+    tables = torch.from_numpy(rng.standard_normal((5, 12, 256)).astype(np.float32))
+    tokens = rng.integers(0, 5, size=300)
+    packed = rng.integers(0, 256, size=(300, 12)).astype(np.uint8)
+    from indexes.retrieval import residual_scores
+    expected = np.array([sum(tables[t, p, packed[j, p]].item() for p in range(12)) for j, t in enumerate(tokens)])
+    np.testing.assert_allclose(residual_scores(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
