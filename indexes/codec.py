@@ -49,8 +49,9 @@ def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
 
 @dataclass
 class ResidualCodec:
-    """Centroids (n_centroids, dim) float32; per-dimension cutoffs (dim, 2^nbits - 1) and
-    bucket values (dim, 2^nbits) float32; optional projection (input_dim, dim) float32."""
+    """Centroids (n_centroids, dim) float32 (values exact in float16, as stored); per-dimension
+    cutoffs (dim, 2^nbits - 1) and bucket values (dim, 2^nbits) float32; optional projection
+    (input_dim, dim) float32."""
 
     centroids: np.ndarray
     nbits: int
@@ -105,7 +106,8 @@ class ResidualCodec:
         kmeans = faiss.Kmeans(sample.shape[1], n_centroids, niter=niter, seed=seed, spherical=True,
                               max_points_per_centroid=40, min_points_per_centroid=1)
         kmeans.train(train)
-        centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+        # Rounded to float16 precision now, so the float16 copy on disk decodes exactly as coded.
+        centroids = np.ascontiguousarray(kmeans.centroids.astype(np.float16), dtype=np.float32)
         codec = cls(centroids, nbits, np.zeros((sample.shape[1], 0), np.float32),
                     np.zeros((sample.shape[1], 1), np.float32), projection)
         if nbits != 16:
@@ -230,7 +232,7 @@ class ResidualCodec:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays that define the codec, by file name (see docs/index-format.md)."""
-        out = {"centroids.npy": self.centroids.astype(np.float32),
+        out = {"centroids.npy": self.centroids.astype(np.float16),
                "bucket_cutoffs.npy": self.cutoffs.astype(np.float32),
                "bucket_values.npy": self.bucket_values.astype(np.float32)}
         if self.projection is not None:
@@ -239,7 +241,7 @@ class ResidualCodec:
 
     @classmethod
     def from_arrays(cls, nbits: int, arrays: dict[str, np.ndarray]) -> "ResidualCodec":
-        return cls(np.asarray(arrays["centroids.npy"]), nbits, np.asarray(arrays["bucket_cutoffs.npy"]),
+        return cls(np.asarray(arrays["centroids.npy"], dtype=np.float32), nbits, np.asarray(arrays["bucket_cutoffs.npy"]),
                    np.asarray(arrays["bucket_values.npy"]),
                    np.asarray(arrays["projection.npy"]) if "projection.npy" in arrays else None)
 
