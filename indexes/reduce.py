@@ -13,6 +13,8 @@ All inputs are the concatenated form: vectors (n, dim), per-vector arrays (n,), 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,47 +162,53 @@ def _cluster_labels(vectors: np.ndarray, n_clusters: int, method: str, seed: int
 
 
 def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
-                method: str = "hierarchical", seed: int = 0) -> Reduced:
+                method: str = "hierarchical", seed: int = 0, workers: int | None = None) -> Reduced:
     """Merge each document's vectors into ceil(n / pool_factor) renormalised cluster means.
 
     vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
     Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
+    workers: threads clustering documents in parallel (scipy's linkage releases the GIL);
+    default one per CPU core.
     """
     if pool_factor < 1:
         raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
     vectors = np.asarray(vectors, dtype=np.float32)
-    out_vectors, out_lengths, member_ids, member_counts = [], [], [], []
-    start = 0
-    for length in lengths.tolist():
-        doc = vectors[start:start + length]
-        ids = token_ids[start:start + length]
-        n_clusters = math.ceil(length / pool_factor)
-        if pool_factor == 1 or length <= 2 or n_clusters >= length:
-            out_vectors.append(doc)
-            member_ids.append(ids)
-            member_counts.append(np.ones(length, dtype=np.int64))
-            out_lengths.append(length)
-        else:
-            labels = _cluster_labels(doc, n_clusters, method, seed)
-            order = np.argsort(labels, kind="stable")
-            counts = np.unique(labels, return_counts=True)[1]             # clusters in label order
-            sums = np.add.reduceat(doc[order], np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
-            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-            out_vectors.append(sums)
-            member_ids.append(ids[order])
-            member_counts.append(counts)
-            out_lengths.append(len(counts))
-        start += length
-    counts = np.concatenate(member_counts) if member_counts else np.zeros(0, np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    workers = max(1, workers or os.cpu_count() or 1)
+    bounds = np.linspace(0, len(lengths), min(workers * 4, max(len(lengths), 1)) + 1).astype(np.int64)
+
+    def pool_range(first: int, end: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [_pool_document(vectors[offsets[d]:offsets[d + 1]], token_ids[offsets[d]:offsets[d + 1]],
+                               pool_factor, method, seed) for d in range(first, end)]
+
+    with ThreadPoolExecutor(workers) as pool:
+        parts = [doc for chunk in pool.map(pool_range, bounds[:-1], bounds[1:]) for doc in chunk]
+    counts = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
     pooled = Reduced(
-        vectors=np.concatenate(out_vectors) if out_vectors else np.zeros((0, vectors.shape[1]), np.float32),
-        lengths=np.asarray(out_lengths, dtype=np.int64),
+        vectors=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, vectors.shape[1]), np.float32),
+        lengths=np.array([len(p[2]) for p in parts], dtype=np.int64),
         member_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        member_token_ids=(np.concatenate(member_ids) if member_ids else np.zeros(0)).astype(np.int32),
+        member_token_ids=(np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)).astype(np.int32),
         removed={},
     )
     pooled.removed["pooling"] = int(len(vectors) - len(pooled.vectors))
     return pooled
+
+
+def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: str,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One document's pooled vectors (c, dim), member token ids in cluster order, members per cluster (c,)."""
+    n = len(doc)
+    n_clusters = math.ceil(n / pool_factor)
+    if pool_factor == 1 or n <= 2 or n_clusters >= n:
+        return doc, ids, np.ones(n, dtype=np.int64)
+    labels = _cluster_labels(doc, n_clusters, method, seed)
+    order = np.argsort(labels, kind="stable")
+    counts = np.unique(labels, return_counts=True)[1]                   # clusters in label order
+    sums = np.add.reduceat(doc[order], np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return sums, ids[order], counts
 
 
 def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarray, *,
