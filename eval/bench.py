@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SWEEP = [  # (nprobe, k_prime, n_candidates)
-    (1, None, 64), (2, None, 64), (4, None, 64), (4, None, 256), (8, None, 256), (8, None, 1024),
-    (16, None, 256), (16, None, 1024), (32, None, 1024), (8, 1000, 256), (16, 2000, 256),
+    (1, None, 32), (2, None, 32), (2, None, 64), (4, None, 32), (4, None, 64), (4, None, 128),
+    (8, None, 64), (8, None, 128), (16, None, 128), (16, None, 256), (4, 1000, 64), (8, 2000, 64),
 ]
 
 

@@ -40,11 +40,12 @@ def residual_scores(tables: torch.Tensor, tokens: np.ndarray, packed: np.ndarray
     if tables.device.type == "cpu":
         # One pass per byte position, numpy `take` on the flat table: several times faster on
         # the CPU than one big torch gather, and no (P, n_bytes) index array.
-        flat = tables.numpy().reshape(-1)
-        base = tokens.astype(np.int64) * (n_bytes * 256)
+        by_position = np.ascontiguousarray(tables.numpy().transpose(1, 0, 2)).reshape(n_bytes, -1)
+        columns = np.ascontiguousarray(packed.T)                            # (n_bytes, P)
+        base = tokens.astype(np.int32) * 256
         out = np.zeros(len(tokens), dtype=np.float32)
-        for p in range(n_bytes):
-            out += np.take(flat, base + (p * 256) + packed[:, p])
+        for p in range(n_bytes):   # each position's table (n_tokens * 256 floats) stays in cache
+            out += np.take(by_position[p], base + columns[p])
         return torch.from_numpy(out)
     tok = torch.from_numpy(tokens).to(tables.device)
     codes = torch.from_numpy(packed).to(tables.device).long()

@@ -32,7 +32,7 @@ def test_bundled_encoder_gives_unit_384_dim_vectors(encoder):
 
 
 def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
-    searcher = Searcher(sample_index, encoder=encoder, device="cpu")
+    searcher = Searcher(sample_index, encoder=encoder, engine="exhaustive", device="cpu")
     query = "how do solar cells turn light into electricity"
     results = searcher.search(query, k=30)
     q = encoder.encode_queries([query])[0]
@@ -42,6 +42,14 @@ def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
     ref = numpy_maxsim(q, decoded, np.asarray(segment.doc_offsets))
     np.testing.assert_allclose(results.scores[0], np.sort(ref)[::-1], rtol=1e-4, atol=1e-3)
     assert results.doc_ids[0][0] == "solar-1"
+
+
+def test_token_engine_probing_everything_equals_exhaustive(sample_index, encoder):
+    texts = [q.text for q in read_queries(SAMPLE)]
+    exhaustive = Searcher(sample_index, encoder=encoder, engine="exhaustive").search_batch(texts, k=10)
+    generous = Searcher(sample_index, encoder=encoder, nprobe=10_000, n_candidates=10_000).search_batch(texts, k=10)
+    assert generous.doc_ids == exhaustive.doc_ids
+    np.testing.assert_allclose(generous.scores, exhaustive.scores, rtol=1e-5, atol=1e-5)
 
 
 def test_batch_equals_single_queries(sample_index, encoder):
