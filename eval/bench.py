@@ -115,9 +115,7 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
 
 
 def report(result: dict, out: Path) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import labelled_scatter
 
     header = (f"{result['dataset']}: {result['n_docs']:,} documents, {result['n_vectors']:,} stored vectors, "
               f"recipe `{result['recipe']}`, index {result['index_mib']:.0f} MiB, {result['queries']} queries; "
@@ -130,19 +128,10 @@ def report(result: dict, out: Path) -> str:
                      f"{r['p95_ms_2t']:.1f} | {r['batch_qps']:.1f} |")
     table = header + "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in result["rows"][1:]:
-        ax.scatter(r["p50_ms_1t"], r["recall_vs_exhaustive"])
-        ax.annotate(r["setting"], (r["p50_ms_1t"], r["recall_vs_exhaustive"]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("median latency per query, ms (1 thread, log scale)")
-    ax.set_ylabel("recall of exhaustive top-10")
-    ax.set_title(f"Token retrieval + rescoring, {Path(result['dataset']).name}")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
     name = Path(result["dataset"]).name
-    fig.savefig(out / f"bench-{name}.png", dpi=120)
+    labelled_scatter([(r["p50_ms_1t"], r["recall_vs_exhaustive"], r["setting"]) for r in result["rows"][1:]],
+                     out / f"bench-{name}.png", xlabel="median latency per query, ms (1 thread, log scale)",
+                     ylabel="recall of exhaustive top-10", title=f"Token retrieval + rescoring, {name}")
     (out / f"bench-{name}.json").write_text(json.dumps(result, indent=1))
     (out / f"bench-{name}.md").write_text(table + "\n")
     return table

@@ -65,9 +65,7 @@ def run(dataset: str, cache: str, recipes: list[str], split: str = "test", model
 
 def report(rows: list[dict], out: Path, reference: str = "fp16") -> str:
     """Markdown table (+ PNG plot) of the rows; quality deltas against the `reference` recipe."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import labelled_scatter
 
     ref = next((r for r in rows if r["recipe"] == reference), rows[0])
     lines = ["| recipe | stored vectors | B/token (search) | B/token (+ text) | build s (excl. encoding) | "
@@ -83,18 +81,9 @@ def report(rows: list[dict], out: Path, reference: str = "fp16") -> str:
                      f"{r['Recall@100']:.4f} | {overlap:.3f} |")
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        ax.scatter(r["bytes_per_token"], r["nDCG@10"])
-        ax.annotate(r["recipe"], (r["bytes_per_token"], r["nDCG@10"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("index bytes per original token (search files, log scale)")
-    ax.set_ylabel("nDCG@10 (exhaustive MaxSim)")
-    ax.set_title("Index size vs quality")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "compression.png", dpi=120)
+    labelled_scatter([(r["bytes_per_token"], r["nDCG@10"], r["recipe"]) for r in rows], out / "compression.png",
+                     xlabel="index bytes per original token (search files, log scale)",
+                     ylabel="nDCG@10 (exhaustive MaxSim)", title="Index size vs quality")
     (out / "compression.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "top10"} for r in rows],
                                                      indent=1))
     (out / "compression.md").write_text(table + "\n")

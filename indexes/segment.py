@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -78,19 +78,12 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
 
 
 @dataclass
-class Segment:
-    """A loaded segment; arrays are read-only memory maps."""
+class Segment(SegmentArrays):
+    """A loaded segment: the arrays as read-only memory maps, plus its folder, manifest entry and documents."""
 
-    folder: Path
-    entry: dict
-    codes: np.ndarray
-    residuals: np.ndarray
-    doc_offsets: np.ndarray
-    member_counts: np.ndarray
-    member_token_ids: np.ndarray
-    ivf_offsets: np.ndarray
-    ivf_vector_ids: np.ndarray
-    documents: list[dict]
+    folder: Path = Path()
+    entry: dict = field(default_factory=dict)
+    documents: list[dict] = field(default_factory=list)
 
     @property
     def n_docs(self) -> int:
@@ -119,7 +112,7 @@ class Segment:
                 raise IndexFormatError(f"{folder / fname}: unreadable array ({e})") from e
         with open(folder / "documents.jsonl", encoding="utf-8") as f:
             documents = [json.loads(line) for line in f]
-        segment = cls(folder, entry, documents=documents, **arrays)
+        segment = cls(folder=folder, entry=entry, documents=documents, **arrays)
         m = entry["n_vectors"]
         if len(documents) != entry["n_docs"] or segment.doc_offsets.shape != (len(documents) + 1,) \
                 or segment.codes.shape != (m,) or len(segment.residuals) != m \
