@@ -122,8 +122,9 @@ class Searcher:
         indices = np.full((n_q, k), -1, dtype=np.int64)
         for i in range(n_q):
             real = queries[i][queries[i].norm(dim=1) > 0]     # zero padding rows add 0 to every score
+            # Never fewer candidates than results asked for: k=100 must be able to return 100.
             positions, _ = retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
-                                               n_candidates=self.n_candidates)
+                                               n_candidates=max(self.n_candidates, k))
             exact = rescore(self.index.store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()

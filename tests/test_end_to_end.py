@@ -124,3 +124,8 @@ def test_cli_reports_bad_corpus_line(tmp_path, capsys):
 def test_cli_unknown_command(capsys):
     assert tessera.main(["frobnicate"]) == 2
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_token_engine_returns_k_results_beyond_n_candidates(sample_index, encoder):
+    searcher = Searcher(sample_index, encoder=encoder, nprobe=64, n_candidates=5)
+    assert len(searcher.search("solar power", k=20).doc_ids[0]) == 20
