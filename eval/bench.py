@@ -95,7 +95,7 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
         lat1, _ = _time_single(searcher, embeddings, k, threads=1)
         lat2, _ = _time_single(searcher, embeddings, k, threads=2)
         started = time.perf_counter()
-        results = searcher.search_batch(embeddings, k=100)
+        results = searcher.search_batch(embeddings, k=k)   # k results: n_candidates is not raised to 100
         batch_seconds = time.perf_counter() - started
         rows.append({
             "setting": f"nprobe={nprobe} k'={k_prime or '-'} cand={n_candidates}",
