@@ -103,7 +103,8 @@ def retrieve_candidates(store: IndexStore, query: torch.Tensor, *, nprobe: int =
     top = centroid_scores.topk(min(nprobe + 1, codec.n_centroids), dim=1)
     probed = top.indices[:, :nprobe].cpu().numpy()
     # Imputation: an unretrieved vector sits in an unprobed list, whose centroid scores at most this.
-    missing = top.values[:, nprobe] if top.values.shape[1] > nprobe else top.values[:, -1] - 1.0
+    # With every list probed nothing is unretrieved (unless k' drops pairs, which sets its own bound).
+    missing = top.values[:, nprobe] if top.values.shape[1] > nprobe else torch.full_like(top.values[:, 0], torch.inf)
     tables = residual_tables(codec, query) if codec.nbits != 16 else None
     parts = [_probe_segment(store, s, probed, query, centroid_scores, tables) for s in range(len(store.segments))]
     tok = torch.cat([p[0] for p in parts])
