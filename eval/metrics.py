@@ -13,6 +13,7 @@ __all__ = ["DEFAULT_METRICS", "evaluate", "per_query_scores", "write_trec_run"]
 DEFAULT_METRICS = {
     "nDCG@10": ("ndcg_cut.10", "ndcg_cut_10", None),
     "Recall@100": ("recall.100", "recall_100", None),
+    "Recall@1000": ("recall.1000", "recall_1000", None),
     "MRR@10": ("recip_rank", "recip_rank", 10),
     "MAP": ("map", "map", None),
 }

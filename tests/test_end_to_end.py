@@ -111,6 +111,14 @@ def test_cli_index_search_eval(tmp_path, capsys):
     exhaustive = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert exhaustive["engine"] == "exhaustive MaxSim" and exhaustive["nDCG@10"] >= report["nDCG@10"] - 0.05
     assert len((tmp_path / "run.txt").read_text().splitlines()) == 10 * 30
+    (tmp_path / "run.txt").rename(tmp_path / "exhaustive.txt")
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(tmp_path / "eval-idx"), "--quality", "fast",
+                         "--run", str(tmp_path / "fast.txt")]) == 0
+    capsys.readouterr()
+    assert tessera.main(["eval", "compare", str(tmp_path / "exhaustive.txt"), str(tmp_path / "fast.txt"),
+                         "--qrels", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "nDCG@10" in out and "p (paired t)" in out and "(10 queries)" in out
 
 
 def test_cli_reports_bad_corpus_line(tmp_path, capsys):

@@ -22,7 +22,7 @@ def test_metrics_match_hand_computation():
     assert per_query["q1"]["MRR@10"] == pytest.approx(0.5)
     assert per_query["q1"]["Recall@100"] == pytest.approx(0.5)
     assert per_query["q1"]["MAP"] == pytest.approx((1 / 2) / 2)
-    assert per_query["q2"] == {"nDCG@10": 1.0, "Recall@100": 1.0, "MRR@10": 1.0, "MAP": 1.0}
+    assert per_query["q2"] == {"nDCG@10": 1.0, "Recall@100": 1.0, "Recall@1000": 1.0, "MRR@10": 1.0, "MAP": 1.0}
     assert per_query["q3"]["nDCG@10"] == 0.0
     mean = evaluate(run, qrels)
     assert mean["nDCG@10"] == pytest.approx((dcg / idcg + 1.0 + 0.0) / 3)
@@ -53,3 +53,29 @@ def test_bad_qrels_line(tmp_path):
 def test_trec_run_file(tmp_path):
     write_trec_run(tmp_path / "run.txt", {"q1": {"a": 1.0, "b": 2.0}})
     assert (tmp_path / "run.txt").read_text().splitlines() == ["q1 Q0 b 1 2.000000 tessera", "q1 Q0 a 2 1.000000 tessera"]
+
+
+def test_compare_runs_paired_test(tmp_path):
+    from eval.compare import compare_runs, read_trec_run
+    from scipy.stats import ttest_rel
+
+    qrels = {f"q{i}": {"rel": 1} for i in range(6)}
+    # A finds the relevant document at rank 2 everywhere; B at rank 1 for four queries.
+    run_a = {f"q{i}": {"x": 2.0, "rel": 1.0} for i in range(6)}
+    run_b = {f"q{i}": ({"rel": 2.0, "x": 1.0} if i < 4 else {"x": 2.0, "rel": 1.0}) for i in range(6)}
+    write_trec_run(tmp_path / "a.run", run_a)
+    write_trec_run(tmp_path / "b.run", run_b)
+    rows = {r["metric"]: r for r in compare_runs(read_trec_run(tmp_path / "a.run"), read_trec_run(tmp_path / "b.run"),
+                                                 qrels)}
+    mrr = rows["MRR@10"]
+    assert mrr["a"] == pytest.approx(0.5) and mrr["b"] == pytest.approx((4 + 1) / 6)
+    assert mrr["p_value"] == pytest.approx(ttest_rel([1, 1, 1, 1, .5, .5], [.5] * 6).pvalue)
+    assert rows["Recall@100"]["p_value"] == 1.0 and rows["Recall@100"]["delta"] == 0.0
+
+
+def test_bad_run_line(tmp_path):
+    from eval.compare import read_trec_run
+
+    (tmp_path / "r.run").write_text("q1 Q0 d1 1 high tag\n")
+    with pytest.raises(ValueError, match=r"r\.run:1: field 'score'"):
+        read_trec_run(tmp_path / "r.run")
