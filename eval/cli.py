@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera eval", description=(
-        "Search every judged query of a BEIR-layout collection and report nDCG@10, Recall@100, "
-        "MRR@10 and MAP (pytrec_eval). Builds the index first if the directory holds none."))
+        "Search every judged query of a collection and report nDCG@10, Recall@100, Recall@1000, MRR@10 and MAP "
+        "(pytrec_eval), latency and throughput, next to exhaustive MaxSim and BM25. Builds the index if the "
+        "directory holds none made with the same encoder and recipe. `tessera eval compare A B` compares runs."))
     p.add_argument("--dataset", required=True,
                    help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO passage folder "
                         "(collection.tsv, queries.<split>.tsv, qrels.<split>.tsv)")
-    p.add_argument("--index", required=True, help="index directory (built from the dataset if missing)")
+    p.add_argument("--index", required=True, help="index directory (built, or rebuilt, when it does not match)")
     p.add_argument("--split", default=None, help="qrels split (default: test for BEIR, dev.small for MS MARCO)")
     p.add_argument("--model", default=None, help="encoder for a new index (default: bundled)")
+    p.add_argument("--recipe", default="pool2,res2", help="index recipe (default pool2,res2)")
+    p.add_argument("--cache", default=None, help="encoded shards (default: INDEX-cache); a rerun resumes from them")
     p.add_argument("-k", type=int, default=1000, help="documents retrieved per query (default 1000, for Recall@1000)")
-    p.add_argument("--run", default=None, help="write the TREC run file here")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--engine", choices=["token", "exhaustive"], default="token",
                    help="token retrieval + rescoring (default) or exhaustive MaxSim (the reference)")
     p.add_argument("--quality", choices=["fast", "balanced", "accurate"], default="balanced")
+    p.add_argument("--sweep", action="store_true", help="run every quality preset (plot quality vs latency)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the exhaustive reference and BM25")
+    p.add_argument("--out", default=None, help="write report.json / .md / .png and TREC runs here")
+    p.add_argument("--run", default=None, help="write the engine's TREC run file here")
+    p.add_argument("--json", action="store_true", help="print the engine's metrics as one JSON line")
     p.add_argument("--device", default=None)
     return p
 
@@ -60,36 +65,37 @@ def main(command: str, argv: list[str]) -> int:
     if argv[:1] == ["compare"]:
         return _compare(argv[1:])
     args = _parser().parse_args(argv)
-    from retriever import Index, Searcher, load_encoder
     from .datasets import load_dataset
-    from .metrics import evaluate, write_trec_run
+    from .metrics import write_trec_run
+    from .report import write_report
+    from .run import evaluate_collection, open_or_build_index
 
     try:
         data = load_dataset(args.dataset, args.split)
-        qrels, queries = data.qrels, data.queries
-        if not (Path(args.index) / "manifest.json").is_file():
-            Index.build(args.index, data.documents, load_encoder(args.model, device=args.device))
-        index = Index.open(args.index)
+        cache = Path(args.cache) if args.cache else Path(str(Path(args.index).resolve()) + "-cache")
+        index = open_or_build_index(args.index, data, args.model, args.recipe, cache, device=args.device)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"tessera eval: error: {e}", file=sys.stderr)
         return 1
-    searcher = Searcher(index, engine=args.engine, quality=args.quality, device=args.device)
-    started = time.perf_counter()
-    results = searcher.search_batch([q.text for q in queries], k=args.k)
-    seconds = time.perf_counter() - started
-    run = {q.id: dict(results.hits(i)) for i, q in enumerate(queries)}
-    if args.run:
-        write_trec_run(args.run, run)
-    metrics = evaluate(run, qrels)
-    report = {"dataset": args.dataset, "split": args.split or "default", "queries": len(queries),
-              "engine": "exhaustive MaxSim" if args.engine == "exhaustive" else f"token retrieval ({args.quality})",
-              "seconds": round(seconds, 2),
-              "ms_per_query": round(1000 * seconds / max(1, len(queries)), 1), **metrics}
-    if args.json:
-        print(json.dumps(report))
+    if args.engine == "exhaustive":
+        settings = [("exhaustive MaxSim", {"engine": "exhaustive"})]
+    elif args.sweep:
+        settings = [(f"token ({q})", {"quality": q}) for q in ("fast", "balanced", "accurate")]
     else:
-        print(f"{args.dataset} ({report['split']} split, {len(queries)} queries), {report['engine']}: "
-              f"{report['ms_per_query']} ms/query in one batch")
-        for name, value in metrics.items():
-            print(f"  {name:<11} {value:.4f}")
+        settings = [(f"token ({args.quality})", {"quality": args.quality})]
+    baselines = not args.no_baselines and args.engine != "exhaustive"
+    run = evaluate_collection(data, index, settings, k=args.k, baselines=baselines,
+                              run_dir=Path(args.out) / "runs" if args.out else None, device=args.device)
+    engine = run.results[0]
+    if args.run:
+        write_trec_run(args.run, engine.run)
+    if args.out:
+        print(write_report(run, Path(args.out)))
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "queries": run.n_queries, "engine": engine.name,
+                          "latency_ms": engine.latency_ms, "queries_per_second": engine.queries_per_second,
+                          **engine.metrics}))
+    elif not args.out:
+        from .report import markdown
+        print(markdown(run))
     return 0

@@ -137,3 +137,31 @@ def test_cli_unknown_command(capsys):
 def test_token_engine_returns_k_results_beyond_n_candidates(sample_index, encoder):
     searcher = Searcher(sample_index, encoder=encoder, nprobe=64, n_candidates=5)
     assert len(searcher.search("solar power", k=20).doc_ids[0]) == 20
+
+
+def test_eval_report_and_resume_without_reencoding(tmp_path, monkeypatch, capsys):
+    import retriever.encoder as encoder_module
+
+    out = tmp_path / "report"
+    index = tmp_path / "idx"
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(index), "--out", str(out), "--sweep"]) == 0
+    table = capsys.readouterr().out
+    for name in ("token (fast)", "token (balanced)", "token (accurate)", "exhaustive MaxSim", "BM25 (bm25s)"):
+        assert name in table
+    report = json.loads((out / "report.json").read_text())
+    assert {r["name"] for r in report["results"]} >= {"BM25 (bm25s)", "exhaustive MaxSim"}
+    assert set(report["results"][0]["latency_ms"]) == {"p50", "p95", "p99"}
+    assert (out / "report.png").stat().st_size > 1000 and (out / "runs" / "bm25.trec").is_file()
+    # As if the run had been killed after encoding: the index is gone, the encoded shards remain.
+    import shutil
+    shutil.rmtree(index)
+    calls = []
+    real = encoder_module.Encoder.encode_documents
+    monkeypatch.setattr(encoder_module.Encoder, "encode_documents",
+                        lambda self, texts, **kw: calls.append(len(texts)) or real(self, texts, **kw))
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(index), "--no-baselines", "--json"]) == 0
+    assert calls == [] and (index / "manifest.json").is_file()
+    # A different recipe is a different index: rebuilt (from the same cached shards).
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(index), "--recipe", "res4",
+                         "--no-baselines", "--json"]) == 0
+    assert calls == [] and json.loads((index / "manifest.json").read_text())["recipe"] == "res4"

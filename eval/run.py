@@ -1,0 +1,125 @@
+"""An evaluation run: one collection, one index, the engine(s) asked for, plus the exhaustive
+reference and BM25, each with standard metrics, latency and throughput."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .datasets import Dataset
+from .metrics import evaluate, write_trec_run
+
+__all__ = ["EngineResult", "EvalRun", "open_or_build_index", "run_engine", "run_bm25", "evaluate_collection"]
+
+
+@dataclass
+class EngineResult:
+    """Metrics and timings of one engine on one collection."""
+
+    name: str
+    metrics: dict[str, float]
+    latency_ms: dict[str, float] = field(default_factory=dict)   # p50 / p95 / p99, one query at a time
+    queries_per_second: float = float("nan")                        # whole batch
+    run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class EvalRun:
+    dataset: str
+    split: str
+    n_queries: int
+    index: dict                                  # recipe, sizes, build split
+    results: list[EngineResult]
+
+
+def open_or_build_index(index_dir: str | Path, data: Dataset, model: str | None, recipe: str, cache_dir: Path,
+                        device=None):
+    """The index in `index_dir` if it was built with this encoder and recipe, else a new build.
+
+    Encoding goes through `cache_dir` shards, so an interrupted build resumes without re-encoding.
+    """
+    from retriever import Index, load_encoder
+    from retriever.checkpoints import DEFAULT_MODEL
+    from indexes.recipe import Recipe
+
+    wanted_model = model or DEFAULT_MODEL
+    if (Path(index_dir) / "manifest.json").is_file():
+        index = Index.open(index_dir)
+        same_model = index.encoder_spec["name"] in (wanted_model, Path(wanted_model).name)
+        if same_model and index.manifest["recipe"] == str(Recipe.parse(recipe)):
+            return index
+    encoder = load_encoder(model, device=device)
+    return Index.build(index_dir, data.documents, encoder, recipe=recipe, cache_dir=cache_dir)
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    ms = 1000 * np.asarray(latencies)
+    return {f"p{p}": float(np.percentile(ms, p)) for p in (50, 95, 99)}
+
+
+def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: int,
+               time_each: bool = True) -> EngineResult:
+    """Search every judged query (pre-encoded) and score the run; optionally time queries one by one."""
+    latencies = []
+    if time_each:
+        for i in tqdm(range(len(embeddings)), desc=f"{name}: timing queries", unit="query", leave=False):
+            started = time.perf_counter()
+            searcher.search_batch(embeddings[i:i + 1], k=k)
+            latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    results = searcher.search_batch(embeddings, k=k)
+    seconds = time.perf_counter() - started
+    run = {q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}
+    return EngineResult(name, evaluate(run, data.qrels), _percentiles(latencies) if latencies else {},
+                        len(embeddings) / seconds, run)
+
+
+def run_bm25(data: Dataset, k: int) -> EngineResult:
+    """BM25 (bm25s, English stopwords) over the same documents, the lexical baseline."""
+    import bm25s
+
+    texts = [d.full_text for d in data.documents]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize([q.text for q in data.queries], stopwords="en", show_progress=False)
+    started = time.perf_counter()
+    ids, scores = retriever.retrieve(tokens, k=min(k, len(texts)), show_progress=False)
+    seconds = time.perf_counter() - started
+    run = {q.id: {data.documents[j].id: float(s) for j, s in zip(ids[i], scores[i])}
+           for i, q in enumerate(data.queries)}
+    return EngineResult("BM25 (bm25s)", evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)
+
+
+def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], *, k: int = 1000,
+                        baselines: bool = True, run_dir: Path | None = None, device=None) -> EvalRun:
+    """Run each (name, Searcher keyword arguments) setting, plus exhaustive MaxSim and BM25 when
+    `baselines`; write TREC run files into `run_dir` when given."""
+    from retriever import Searcher
+
+    encoder = index.load_encoder(device=device)
+    started = time.perf_counter()
+    embeddings = encoder.encode_queries([q.text for q in data.queries])
+    encode_ms = 1000 * (time.perf_counter() - started) / max(1, len(data.queries))
+    results = [run_engine(name, Searcher(index, encoder=encoder, device=device, **kwargs), embeddings, data, k)
+               for name, kwargs in settings]
+    if baselines:
+        results.append(run_engine("exhaustive MaxSim", Searcher(index, encoder=encoder, engine="exhaustive",
+                                                                device=device), embeddings, data, k, time_each=False))
+        results.append(run_bm25(data, k))
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            write_trec_run(run_dir / f"{r.name.split(' ')[0].lower()}.trec", r.run, tag=r.name.replace(" ", "_"))
+    m = index.manifest
+    size = index.store.nbytes()
+    tokens = max(1, m["encoding"]["input_tokens"])
+    info = {"recipe": m["recipe"], "encoder": m["encoder"]["name"], "documents": len(index),
+            "bytes_search": size["search"], "bytes_total": size["total"], "bytes_per_token": size["search"] / tokens,
+            "encode_seconds": m["encoding"]["seconds"],
+            "build_seconds_excl_encoding": sum(v for key, v in m["build"].items() if key.endswith("_seconds")),
+            "query_encode_ms": encode_ms}
+    return EvalRun(data.name, "", len(data.queries), info, results)
