@@ -79,3 +79,19 @@ def test_bad_run_line(tmp_path):
     (tmp_path / "r.run").write_text("q1 Q0 d1 1 high tag\n")
     with pytest.raises(ValueError, match=r"r\.run:1: field 'score'"):
         read_trec_run(tmp_path / "r.run")
+
+
+def test_metrics_match_ir_measures_on_a_random_run():
+    """A peer library (ir-measures) computes the same five numbers on graded judgements."""
+    ir_measures = pytest.importorskip("ir_measures", reason="pip install ir-measures (in the test extra)")
+    import numpy as np
+    from ir_measures import AP, RR, R, nDCG
+
+    rng = np.random.default_rng(0)
+    qrels = {f"q{i}": {f"d{j}": int(rng.integers(0, 3)) for j in rng.choice(200, 15, replace=False)} for i in range(40)}
+    run = {f"q{i}": {f"d{j}": float(rng.random()) for j in rng.choice(200, 120, replace=False)} for i in range(40)}
+    ours = evaluate(run, qrels)
+    theirs = {str(k): v for k, v in ir_measures.calc_aggregate([nDCG@10, R@100, R@1000, RR@10, AP], qrels, run).items()}
+    expected = {"nDCG@10": theirs["nDCG@10"], "Recall@100": theirs["R@100"], "Recall@1000": theirs["R@1000"],
+                "MRR@10": theirs["RR@10"], "MAP": theirs["AP"]}
+    assert ours == pytest.approx(expected, abs=1e-9)
