@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -76,12 +75,12 @@ class Index:
         """
         if not documents:
             raise ValueError("cannot build an index from zero documents")
-        texts = [d.full_text for d in documents]
         if cache_dir is not None:
             embeddings = encode_corpus_cached(encoder, documents, cache_dir, batch_size=batch_size,
                                               show_progress=show_progress)
         else:
-            embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+            embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
+                                                  show_progress=show_progress)
         return cls.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe, seed=seed)
 
     @classmethod
@@ -120,11 +119,8 @@ class Index:
 
     def compact(self, retrain: bool = False) -> "Index":
         """Merge segments and drop deleted documents; retrain=True refits centroids and buckets."""
-        started = time.perf_counter()
         compact_index(self.directory, retrain=retrain)
-        self.reload()
-        self.store.manifest.setdefault("last_compact_seconds", round(time.perf_counter() - started, 3))
-        return self
+        return self.reload()
 
     def load_encoder(self, device=None) -> Encoder:
         """The encoder recorded in the manifest, with the same settings."""

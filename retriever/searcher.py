@@ -111,21 +111,22 @@ class Searcher:
         doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
 
-    def candidates(self, query: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """First-stage candidates of one (q_len, dim) projected query: positions and scores."""
-        real = query[query.norm(dim=1) > 0]
+    def candidates(self, query: torch.Tensor, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """First-stage candidates of one (q_len, dim) projected query: positions and scores.
+
+        At least k candidates are kept, so that k results can come back.
+        """
+        real = query[query.norm(dim=1) > 0]            # zero padding rows add 0 to every score
         return retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
-                                   n_candidates=self.n_candidates)
+                                   n_candidates=max(self.n_candidates, k))
 
     def _token_search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         n_q = queries.shape[0]
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         for i in range(n_q):
-            real = queries[i][queries[i].norm(dim=1) > 0]     # zero padding rows add 0 to every score
-            # Never fewer candidates than results asked for: k=100 must be able to return 100.
-            positions, _ = retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
-                                               n_candidates=max(self.n_candidates, k))
+            positions, _ = self.candidates(queries[i], k)
+            real = queries[i][queries[i].norm(dim=1) > 0]
             exact = rescore(self.index.store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()
