@@ -25,31 +25,38 @@ __all__ = ["residual_tables", "residual_scores", "retrieve_candidates", "rescore
 
 
 def residual_tables(codec: ResidualCodec, queries: torch.Tensor) -> torch.Tensor:
-    """(n_tokens, dim) query vectors -> (n_tokens, n_bytes, 256) float32, where entry [i, p, b]
-    is <q_i, the residual dimensions that byte value b encodes at byte position p>."""
+    """(n_tokens, dim) query vectors -> (n_bytes, n_tokens, 256) float32, where entry [p, i, b]
+    is <q_i, the residual dimensions that byte value b encodes at byte position p>. Byte position
+    comes first so that each position's table is one contiguous block."""
     _, table = codec.device_tables(queries.device)                     # (n_bytes, 256, per_byte)
     per_byte = table.shape[2]
     q = queries.reshape(queries.shape[0], -1, per_byte)                  # (n_tokens, n_bytes, per_byte)
-    return torch.einsum("pbk,ipk->ipb", table, q)
+    return torch.einsum("pbk,ipk->pib", table, q).contiguous()
 
 
 def residual_scores(tables: torch.Tensor, tokens: np.ndarray, packed: np.ndarray) -> torch.Tensor:
-    """<q_token, residual> for P (token, vector) pairs: tables (n_tokens, n_bytes, 256) from
+    """<q_token, residual> for P (token, vector) pairs: tables (n_bytes, n_tokens, 256) from
     `residual_tables`, tokens (P,) int, packed (P, n_bytes) uint8. Returns (P,) float32."""
-    n_tokens, n_bytes, _ = tables.shape
+    n_bytes, n_tokens, _ = tables.shape
     if tables.device.type == "cpu":
-        # One pass per byte position, numpy `take` on the flat table: several times faster on
-        # the CPU than one big torch gather, and no (P, n_bytes) index array.
-        by_position = np.ascontiguousarray(tables.numpy().transpose(1, 0, 2)).reshape(n_bytes, -1)
+        # One pass per byte position, numpy `take` on that position's flat table (n_tokens * 256
+        # floats, cache-resident): several times faster on the CPU than one big torch gather.
+        by_position = tables.numpy().reshape(n_bytes, -1)
         columns = np.ascontiguousarray(packed.T)                            # (n_bytes, P)
         base = tokens.astype(np.int32) * 256
         out = np.zeros(len(tokens), dtype=np.float32)
-        for p in range(n_bytes):   # each position's table (n_tokens * 256 floats) stays in cache
+        for p in range(n_bytes):
             out += np.take(by_position[p], base + columns[p])
         return torch.from_numpy(out)
-    tok = torch.from_numpy(tokens).to(tables.device)
+    return _residual_scores_torch(tables, tokens, packed)
+
+
+def _residual_scores_torch(tables: torch.Tensor, tokens: np.ndarray, packed: np.ndarray) -> torch.Tensor:
+    """`residual_scores` as one gather on the tables' device (the accelerator path)."""
+    n_bytes, n_tokens, _ = tables.shape
+    tok = torch.from_numpy(tokens.astype(np.int64)).to(tables.device)
     codes = torch.from_numpy(packed).to(tables.device).long()
-    flat_index = (tok[:, None] * n_bytes + torch.arange(n_bytes, device=tables.device)) * 256 + codes
+    flat_index = (torch.arange(n_bytes, device=tables.device) * n_tokens + tok[:, None]) * 256 + codes
     return tables.reshape(-1)[flat_index].sum(dim=1)
 
 

@@ -111,10 +111,13 @@ def test_deleted_documents_are_not_candidates(tmp_path):
 
 
 def test_residual_scores_cpu_path_equals_generic_gather():
+    """The CPU path and the accelerator path (run here on the CPU) against a per-pair sum."""
     rng = np.random.default_rng(0)
-    tables = torch.from_numpy(rng.standard_normal((5, 12, 256)).astype(np.float32))
+    tables = torch.from_numpy(rng.standard_normal((12, 5, 256)).astype(np.float32))   # (n_bytes, n_tokens, 256)
     tokens = rng.integers(0, 5, size=300)
     packed = rng.integers(0, 256, size=(300, 12)).astype(np.uint8)
     from indexes.retrieval import residual_scores
-    expected = np.array([sum(tables[t, p, packed[j, p]].item() for p in range(12)) for j, t in enumerate(tokens)])
+    expected = np.array([sum(tables[p, t, packed[j, p]].item() for p in range(12)) for j, t in enumerate(tokens)])
     np.testing.assert_allclose(residual_scores(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
+    from indexes.retrieval import _residual_scores_torch
+    np.testing.assert_allclose(_residual_scores_torch(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
