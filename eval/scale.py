@@ -1,0 +1,103 @@
+"""Scaling benchmark: a larger collection made by resampling real encoded token vectors.
+
+Each synthetic document takes the token vectors of two random documents of a real collection's
+encoded cache, keeping a random half of each (so no two documents are copies). The index is built
+in chunks the way a growing collection is: the first chunk fits the codec, later chunks are added
+as segments with the same codec. Then the real collection's judged queries are searched with the
+default engine and with exhaustive MaxSim, reporting recall of the exhaustive top-10, latency
+(one query at a time, one thread) and resident memory.
+
+    python -m eval.scale --dataset ../shared/data/scifact --cache /tmp/cache/scifact --docs 50000 \\
+        --index /tmp/scale-50k [--queries 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_chunk(embeddings, n_docs: int, rng: np.random.Generator):
+    """(vectors, token_ids, lengths, norms) of n_docs documents resampled from `embeddings`."""
+    offsets = embeddings.offsets
+    pick = rng.integers(0, len(embeddings.lengths), size=(n_docs, 2))
+    rows, lengths = [], []
+    for a, b in pick:
+        parts = [np.arange(offsets[d], offsets[d + 1]) for d in (a, b)]
+        chosen = np.concatenate([p[rng.random(len(p)) < 0.5] for p in parts])
+        if len(chosen) == 0:
+            chosen = parts[0][:1]
+        rows.append(chosen)
+        lengths.append(len(chosen))
+    rows = np.concatenate(rows)
+    return (embeddings.vectors[rows], embeddings.token_ids[rows], np.array(lengths, dtype=np.int64),
+            embeddings.norms[rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+    from indexes.build import TokenBatch, add_to_index, build_index
+    from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
+    from retriever.cache import encode_corpus_cached
+    from retriever.stopwords import stopword_token_ids
+    from retriever.index import encoder_spec
+    from .bench import resident_mib
+
+    p = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--docs", type=int, default=50_000)
+    p.add_argument("--chunk", type=int, default=10_000)
+    p.add_argument("--recipe", default="pool2,res2")
+    p.add_argument("--queries", type=int, default=100)
+    args = p.parse_args(argv)
+
+    encoder = load_encoder()
+    embeddings = encode_corpus_cached(encoder, read_corpus(args.dataset), args.cache)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for first in range(0, args.docs, args.chunk):
+        n = min(args.chunk, args.docs - first)
+        vectors, token_ids, lengths, norms = synthetic_chunk(embeddings, n, rng)
+        batch = TokenBatch(vectors, token_ids, lengths, norms)
+        docs = [{"id": f"syn{first + i}"} for i in range(n)]
+        if first == 0:
+            build_index(args.index, batch, docs, recipe=args.recipe, vocab_size=len(encoder.tokenizer),
+                        stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist),
+                        info={"encoder": encoder_spec(encoder),
+                              "encoding": {"seconds": 0.0, "input_tokens": int(len(vectors)), "tokens_per_second": 0}})
+        else:
+            add_to_index(args.index, batch, docs)
+        print(f"{first + n:,} documents indexed, {time.perf_counter() - started:.0f} s", flush=True)
+
+    torch.set_num_threads(1)
+    queries = read_queries(args.dataset)[: args.queries]
+    q = encoder.encode_queries([x.text for x in queries])
+    rss0 = resident_mib()
+    index = Index.open(args.index, verify=False)
+    searcher = Searcher(index, encoder=encoder)
+    latencies, top = [], []
+    for i in range(len(q)):
+        t = time.perf_counter()
+        top.append(set(searcher.search_batch(q[i:i + 1], k=10).indices[0].tolist()))
+        latencies.append(1000 * (time.perf_counter() - t))
+    rss = resident_mib() - rss0
+    torch.set_num_threads(2)
+    reference = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(q, k=10).indices
+    recall = float(np.mean([len(t & set(r.tolist())) / 10 for t, r in zip(top, reference)]))
+    n_vectors = sum(s.entry["n_vectors"] for s in index.store.segments)
+    result = {"documents": len(index), "stored_vectors": n_vectors, "segments": len(index.store.segments),
+              "centroids": index.manifest["codec"]["n_centroids"], "index_mib": index.store.nbytes()["search"] / 2**20,
+              "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
+              "recall_vs_exhaustive": recall, "rss_mib_after_queries": rss, "queries": len(q)}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
