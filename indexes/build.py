@@ -48,15 +48,11 @@ def _reduce(batch: TokenBatch, recipe: Recipe, idf, stopword_ids, seed: int) -> 
                          stopword_ids=stopword_ids, idf=idf, norms=batch.norms, seed=seed)
 
 
-def _segment_arrays(codec: ResidualCodec, reduced: Reduced, id_dtype: np.dtype) -> SegmentArrays:
+def _segment_arrays(codec: ResidualCodec, reduced: Reduced, vocab_size: int) -> SegmentArrays:
     codes, residuals = codec.compress(reduced.vectors)
-    ivf_offsets, ivf_ids = build_ivf(codes, codec.n_centroids)
-    return SegmentArrays(
-        codes=codes, residuals=residuals,
-        doc_offsets=np.concatenate([[0], np.cumsum(reduced.lengths)]).astype(np.int64),
-        member_counts=np.diff(reduced.member_offsets).astype(np.uint16),
-        member_token_ids=reduced.member_token_ids.astype(id_dtype),
-        ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids)
+    return SegmentArrays.assemble(codes, residuals, reduced.lengths, np.diff(reduced.member_offsets),
+                                  reduced.member_token_ids.astype(_id_dtype(vocab_size)), codec.n_centroids,
+                                  vocab_size)
 
 
 def _id_dtype(vocab_size: int) -> np.dtype:
@@ -88,7 +84,7 @@ def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: 
     timings["codec_fit_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    arrays = _segment_arrays(codec, reduced, _id_dtype(vocab_size))
+    arrays = _segment_arrays(codec, reduced, vocab_size)
     timings["compress_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -110,7 +106,7 @@ def add_to_index(directory, batch: TokenBatch, documents: list[dict], *, upsert:
         raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
     recipe = Recipe.parse(store.manifest["recipe"])
     reduced = _reduce(batch, recipe, store.idf, store.stopword_ids, seed)
-    arrays = _segment_arrays(store.codec, reduced, _id_dtype(store.manifest["vocab_size"]))
+    arrays = _segment_arrays(store.codec, reduced, store.manifest["vocab_size"])
     return append_segment(directory, arrays, documents, upsert=upsert)
 
 
@@ -150,12 +146,9 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
                                   n_centroids=Recipe.parse(store.manifest["recipe"]).n_centroids)
         codec.projection = store.codec.projection
         codes, residuals = codec.compress(vectors, already_projected=True)
-    n_centroids = (codec or store.codec).n_centroids
-    ivf_offsets, ivf_ids = build_ivf(codes, n_centroids)
-    arrays = SegmentArrays(codes=codes, residuals=residuals,
-                           doc_offsets=np.concatenate([[0], np.cumsum(joined["lengths"])]).astype(np.int64),
-                           member_counts=joined["member_counts"], member_token_ids=joined["member_token_ids"],
-                           ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids)
+    arrays = SegmentArrays.assemble(codes, residuals, joined["lengths"], joined["member_counts"],
+                                    joined["member_token_ids"], (codec or store.codec).n_centroids,
+                                    store.manifest["vocab_size"])
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
                          expected_generation=store.manifest["generation"])

@@ -21,7 +21,7 @@ from .codec import ResidualCodec
 from .maxsim import maxsim_scores
 from .store import IndexStore
 
-__all__ = ["residual_tables", "residual_scores", "retrieve_candidates", "rescore"]
+__all__ = ["residual_tables", "residual_scores", "query_tables", "score_pairs", "retrieve_candidates", "rescore"]
 
 
 def residual_tables(codec: ResidualCodec, queries: torch.Tensor) -> torch.Tensor:
@@ -69,8 +69,37 @@ def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return first + np.arange(total)
 
 
+def query_tables(codec: ResidualCodec, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-query scoring tables: centroid scores (n_tokens, n_centroids) and residual tables
+    (see `residual_tables`; None for a float16 index, whose stored vectors are the vectors)."""
+    centroids, _ = codec.device_tables(query.device)
+    return query @ centroids.T, (residual_tables(codec, query) if codec.nbits != 16 else None)
+
+
+def score_pairs(store: IndexStore, s: int, tokens: np.ndarray, vector_ids: np.ndarray, query: torch.Tensor,
+                tables: tuple[torch.Tensor, torch.Tensor | None]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Approximate <query[token], vector> for P (token, vector) pairs of segment s, as
+    <q, centroid> + <q, residual> read from `query_tables`. tokens, vector_ids: (P,) int64.
+    Returns (token, global document position, score), each (P,) on the query's device."""
+    segment = store.segments[s]
+    centroid_scores, residual = tables
+    device = centroid_scores.device
+    tok = torch.from_numpy(tokens).to(device)
+    codes = torch.from_numpy(np.asarray(segment.codes)[vector_ids].astype(np.int64)).to(device)
+    scores = centroid_scores[tok, codes]
+    if residual is not None and len(vector_ids):
+        packed = np.asarray(segment.residuals)[vector_ids]                  # (P, n_bytes) uint8
+        scores = scores + residual_scores(residual, tokens, packed)
+    elif len(vector_ids):  # fp16 index: the stored vectors are the vectors
+        stored = torch.from_numpy(np.asarray(segment.residuals)[vector_ids]).to(device).float()
+        scores = (stored * query[tok]).sum(dim=1)
+    docs = torch.from_numpy(segment.doc_of_vector[vector_ids].astype(np.int64) + int(store.segment_bases[s]))
+    return tok, docs.to(device), scores
+
+
 def _probe_segment(store: IndexStore, s: int, probed: np.ndarray, query: torch.Tensor,
-                   centroid_scores: torch.Tensor, tables: torch.Tensor | None
+                   tables: tuple[torch.Tensor, torch.Tensor | None]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(token, document position, approximate score) for every vector in the probed lists."""
     segment = store.segments[s]
@@ -80,18 +109,7 @@ def _probe_segment(store: IndexStore, s: int, probed: np.ndarray, query: torch.T
     rows = _expand_ranges(starts.ravel(), lengths)
     tokens = np.repeat(np.repeat(np.arange(probed.shape[0]), probed.shape[1]), lengths)
     vector_ids = np.asarray(segment.ivf_vector_ids)[rows].astype(np.int64)
-    device = centroid_scores.device
-    tok = torch.from_numpy(tokens).to(device)
-    codes = torch.from_numpy(np.asarray(segment.codes)[vector_ids].astype(np.int64)).to(device)
-    scores = centroid_scores[tok, codes]
-    if tables is not None and len(vector_ids):
-        packed = np.asarray(segment.residuals)[vector_ids]                  # (P, n_bytes) uint8
-        scores = scores + residual_scores(tables, tokens, packed)
-    elif len(vector_ids):  # fp16 index: the stored vectors are the vectors
-        stored = torch.from_numpy(np.asarray(segment.residuals)[vector_ids]).to(device).float()
-        scores = (stored * query[tok]).sum(dim=1)
-    docs = torch.from_numpy(segment.doc_of_vector[vector_ids].astype(np.int64) + int(store.segment_bases[s]))
-    return tok, docs.to(device), scores
+    return score_pairs(store, s, tokens, vector_ids, query, tables)
 
 
 def retrieve_candidates(store: IndexStore, query: torch.Tensor, *, nprobe: int = 8, k_prime: int | None = None,
@@ -104,16 +122,15 @@ def retrieve_candidates(store: IndexStore, query: torch.Tensor, *, nprobe: int =
     """
     codec = store.codec
     device = query.device
-    centroids, _ = codec.device_tables(device)
-    centroid_scores = query @ centroids.T                                 # (n_tokens, n_centroids)
+    tables = query_tables(codec, query)
+    centroid_scores = tables[0]                                           # (n_tokens, n_centroids)
     nprobe = min(nprobe, codec.n_centroids)
     top = centroid_scores.topk(min(nprobe + 1, codec.n_centroids), dim=1)
     probed = top.indices[:, :nprobe].cpu().numpy()
     # Imputation: an unretrieved vector sits in an unprobed list, whose centroid scores at most this.
     # With every list probed nothing is unretrieved (unless k' drops pairs, which sets its own bound).
     missing = top.values[:, nprobe] if top.values.shape[1] > nprobe else torch.full_like(top.values[:, 0], torch.inf)
-    tables = residual_tables(codec, query) if codec.nbits != 16 else None
-    parts = [_probe_segment(store, s, probed, query, centroid_scores, tables) for s in range(len(store.segments))]
+    parts = [_probe_segment(store, s, probed, query, tables) for s in range(len(store.segments))]
     tok = torch.cat([p[0] for p in parts])
     docs = torch.cat([p[1] for p in parts])
     scores = torch.cat([p[2] for p in parts])

@@ -9,6 +9,8 @@ Files (docs/index-format.md is the reference):
     member_token_ids.npy  (n_members,) uint16 (int32 past 65,536 ids)  their token ids, in order
     ivf_offsets.npy       (n_centroids + 1,) int64  centroid c's list is ivf_vector_ids[off[c]:off[c+1]]
     ivf_vector_ids.npy    (m,) uint32            vector ids (within the segment) sorted by centroid
+    vocab_offsets.npy     (vocab_size + 1,) int64  term t's list is vocab_vector_ids[off[t]:off[t+1]]
+    vocab_vector_ids.npy  (n_pairs,) uint32      vector ids standing for each term (format v2+)
     documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
 """
 
@@ -23,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
+from .vocab import build_vocab_lists
 
 __all__ = ["SegmentArrays", "Segment", "write_segment", "build_ivf"]
 
 ARRAY_FILES = ("codes.npy", "residuals.npy", "doc_offsets.npy", "member_counts.npy", "member_token_ids.npy",
                "ivf_offsets.npy", "ivf_vector_ids.npy")
+OPTIONAL_FILES = ("vocab_offsets.npy", "vocab_vector_ids.npy")   # absent from format v1 segments
 
 
 def build_ivf(codes: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,11 +56,24 @@ class SegmentArrays:
     member_token_ids: np.ndarray
     ivf_offsets: np.ndarray
     ivf_vector_ids: np.ndarray
+    vocab_offsets: np.ndarray | None = None
+    vocab_vector_ids: np.ndarray | None = None
+
+    @classmethod
+    def assemble(cls, codes: np.ndarray, residuals: np.ndarray, lengths: np.ndarray, member_counts: np.ndarray,
+                 member_token_ids: np.ndarray, n_centroids: int, vocab_size: int) -> "SegmentArrays":
+        """A segment's arrays from its compressed vectors, with both kinds of inverted lists built."""
+        ivf_offsets, ivf_ids = build_ivf(codes, n_centroids)
+        vocab_offsets, vocab_ids = build_vocab_lists(member_token_ids, member_counts, vocab_size)
+        return cls(codes=codes, residuals=residuals,
+                   doc_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   member_counts=np.asarray(member_counts).astype(np.uint16), member_token_ids=member_token_ids,
+                   ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids,
+                   vocab_offsets=vocab_offsets, vocab_vector_ids=vocab_ids)
 
     def files(self) -> dict[str, np.ndarray]:
-        return {f"{name}.npy": getattr(self, name) for name in
-                ("codes", "residuals", "doc_offsets", "member_counts", "member_token_ids", "ivf_offsets",
-                 "ivf_vector_ids")}
+        names = [f[:-4] for f in ARRAY_FILES + OPTIONAL_FILES]
+        return {f"{name}.npy": getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: list[dict]) -> dict:
@@ -105,7 +122,7 @@ class Segment(SegmentArrays):
         for fname, expected in entry["files"].items():
             check_file(folder / fname, expected, verify)
         arrays = {}
-        for fname in ARRAY_FILES:
+        for fname in ARRAY_FILES + tuple(f for f in OPTIONAL_FILES if f in entry["files"]):
             try:
                 arrays[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
             except ValueError as e:
@@ -119,4 +136,7 @@ class Segment(SegmentArrays):
                 or segment.member_counts.shape != (m,) or segment.ivf_vector_ids.shape != (m,) \
                 or int(segment.doc_offsets[-1]) != m or len(segment.member_token_ids) != entry["n_tokens"]:
             raise IndexFormatError(f"{folder}: array sizes disagree with the manifest")
+        if segment.vocab_offsets is not None and (segment.vocab_vector_ids is None
+                                                  or int(segment.vocab_offsets[-1]) != len(segment.vocab_vector_ids)):
+            raise IndexFormatError(f"{folder}: vocabulary lists disagree with their offsets")
         return segment

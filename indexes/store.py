@@ -33,7 +33,8 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "crea
            "delete_documents", "rewrite_index"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # v1 segments lack vocabulary lists; compaction rewrites them as v2
 MANIFEST = "manifest.json"
 
 
@@ -52,9 +53,9 @@ def read_manifest(directory: str | Path) -> dict:
         raise IndexFormatError(f"{path}: damaged manifest (line {e.lineno}: {e.msg})") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{path}: not a Tessera index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise IndexFormatError(f"{path}: index format version {manifest.get('version')}, "
-                               f"this Tessera reads version {FORMAT_VERSION}; rebuild the index")
+                               f"this Tessera reads versions {READABLE_VERSIONS}; rebuild the index")
     return manifest
 
 
@@ -255,6 +256,7 @@ def rewrite_index(directory: str | Path, codec: ResidualCodec | None, extras: di
         if codec is not None:
             manifest["codec"] = _write_codec(directory, codec, extras)
         manifest["segments"] = [write_segment(directory, _new_name("seg"), arrays, documents)]
+        manifest["version"] = FORMAT_VERSION   # the one segment left is written in the current version
         manifest.update(info)
         return _commit(directory, manifest)
 

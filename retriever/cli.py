@@ -30,6 +30,9 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("queries", nargs="+", help="one or more query strings")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
+    p.add_argument("--engine", default="token", choices=["token", "vocab", "union", "exhaustive"],
+                   help="first stage: centroid token retrieval (default), vocabulary-term lists, both, or none")
+    p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "accurate"])
     p.add_argument("--model", default=None, help="query encoder (default: the one the index was built with)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     return p
@@ -78,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     index = Index.open(args.index)
     encoder = load_encoder(args.model, device=args.device) if args.model else None
-    searcher = Searcher(index, encoder=encoder, device=args.device)
+    searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device)
     results = searcher.search_batch(args.queries, k=args.k)
     for q, query in enumerate(args.queries):
         docs = [index.store.document(int(p)) for p in results.indices[q] if p >= 0]

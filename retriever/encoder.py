@@ -193,6 +193,21 @@ class Encoder:
             out[start : start + len(ids), : vectors.shape[1]] = vectors.cpu().numpy()
         return out
 
+    def query_term_ids(self, queries: Sequence[str]) -> np.ndarray:
+        """(n_queries, query_maxlen) int32: the vocabulary id behind each row of `encode_queries`,
+        -1 where the row stands for no text term (special tokens, marker, [MASK], padding).
+
+        The vocabulary-list first stage probes only these terms' lists."""
+        if isinstance(queries, str):
+            raise TypeError("query_term_ids takes a list of strings")
+        ids, _, keep = self.tokenize_queries(queries)
+        out = np.full((len(queries), self.config.query_maxlen), -1, dtype=np.int32)
+        width = min(ids.shape[1], out.shape[1])
+        special = torch.tensor(sorted(set(self.tokenizer.all_special_ids) | {self._query_marker_id or -1}))
+        text = keep.bool() & ~torch.isin(ids, special)
+        out[:, :width] = torch.where(text, ids, -1)[:, :width].numpy()
+        return out
+
     def encode_documents(self, documents: Sequence[str], batch_size: int = 32,
                          show_progress: bool = True) -> DocumentEmbeddings:
         """Encode documents into their kept token vectors (padding and skiplist removed).

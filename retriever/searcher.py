@@ -10,11 +10,16 @@ import torch
 
 from indexes.maxsim import pick_device, search_blocks
 from indexes.retrieval import rescore, retrieve_candidates
+from indexes.vocab import retrieve_by_term
 
 from .encoder import Encoder
 from .index import Index
 
-__all__ = ["SearchResults", "Searcher", "PRESETS"]
+__all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
+
+# First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
+# own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
+ENGINES = ("token", "vocab", "union", "exhaustive")
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
@@ -46,8 +51,9 @@ class SearchResults:
 class Searcher:
     """Late-interaction search over an index.
 
-    engine: "token" (token retrieval + exact rescoring, the default) or "exhaustive" (exact
-    MaxSim over every document: the reference). quality: a preset of PRESETS; explicit
+    engine: one of ENGINES: "token" (centroid token retrieval + exact rescoring, the default),
+    "vocab" (vocabulary-term lists + rescoring), "union" (both candidate sets, rescored), or
+    "exhaustive" (exact MaxSim over every document: the reference). quality: a preset of PRESETS; explicit
     nprobe / k_prime / n_candidates override it.
     encoder: the query encoder; by default the one recorded in the index manifest.
     device: where scoring runs ("cuda", "cpu"); by default CUDA when present.
@@ -56,8 +62,8 @@ class Searcher:
     def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",
                  quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
                  n_candidates: int | None = None, device: str | torch.device | None = None):
-        if engine not in ("token", "exhaustive"):
-            raise ValueError(f"engine must be 'token' or 'exhaustive', got {engine!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
         self.index = index
@@ -91,14 +97,31 @@ class Searcher:
             raise TypeError("search takes one query string; use search_batch for several")
         return self.search_batch([query], k=k)
 
-    def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10) -> SearchResults:
+    def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10,
+                     term_ids: np.ndarray | None = None) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, or pre-encoded (n_queries, q_len, dim) float32 query embeddings.
+        term_ids: (n_queries, q_len) int, the vocabulary id of each pre-encoded row (-1: none), as
+        `Encoder.query_term_ids` gives; needed by the "vocab" and "union" engines with pre-encoded
+        queries (computed here from strings).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        embeddings = queries if isinstance(queries, np.ndarray) else self.encoder.encode_queries(list(queries))
+        if isinstance(queries, np.ndarray):
+            embeddings = queries
+        else:
+            queries = list(queries)
+            embeddings = self.encoder.encode_queries(queries)
+            if self.engine in ("vocab", "union"):
+                term_ids = self.encoder.query_term_ids(queries)
+        if self.engine in ("vocab", "union"):
+            if term_ids is None:
+                raise ValueError(f"the {self.engine!r} engine needs term_ids with pre-encoded queries "
+                                 "(Encoder.query_term_ids)")
+            term_ids = np.asarray(term_ids)
+            if term_ids.shape != embeddings.shape[:2]:
+                raise ValueError(f"term_ids shape {term_ids.shape} does not match queries {embeddings.shape[:2]}")
         store = self.index.store
         n_q, q_len, dim = embeddings.shape
         # A PCA index scores in its projected space; zero (padding) rows stay zero.
@@ -107,35 +130,41 @@ class Searcher:
             scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
                                             dim=store.codec.dim, alive=store.alive, device=self.device)
         else:
-            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k)
+            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids)
         doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
 
-    def candidates(self, query: torch.Tensor, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """First-stage candidates of one (q_len, dim) projected query: positions and scores.
+    def candidates(self, query: torch.Tensor, k: int = 0, term_ids: np.ndarray | None = None) -> np.ndarray:
+        """First-stage candidate positions of one (q_len, dim) projected query (term_ids: (q_len,)
+        for the "vocab" and "union" engines). At least k candidates are kept, so that k results
+        can come back; "union" returns up to twice n_candidates."""
+        real = (query.norm(dim=1) > 0).cpu().numpy()
+        return self._candidates(query[torch.from_numpy(real).to(query.device)], k,
+                                None if term_ids is None else np.asarray(term_ids)[real])
 
-        At least k candidates are kept, so that k results can come back.
-        """
-        return self._candidates(_real_rows(query), k)
+    def _candidates(self, real: torch.Tensor, k: int, term_ids: np.ndarray | None) -> np.ndarray:
+        n = max(self.n_candidates, k)
+        store = self.index.store
+        found = []
+        if self.engine in ("token", "union"):
+            found.append(retrieve_candidates(store, real, nprobe=self.nprobe, k_prime=self.k_prime,
+                                             n_candidates=n)[0])
+        if self.engine in ("vocab", "union"):
+            found.append(retrieve_by_term(store, real, term_ids, n_candidates=n)[0])
+        return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
-    def _candidates(self, real: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return retrieve_candidates(self.index.store, real, nprobe=self.nprobe, k_prime=self.k_prime,
-                                   n_candidates=max(self.n_candidates, k))
-
-    def _token_search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _token_search(self, queries: torch.Tensor, k: int,
+                      term_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         n_q = queries.shape[0]
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
+        real_rows = (queries.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
         for i in range(n_q):
-            real = _real_rows(queries[i])
-            positions, _ = self._candidates(real, k)
+            real = queries[i][torch.from_numpy(real_rows[i]).to(queries.device)]
+            positions = self._candidates(real, k, None if term_ids is None else term_ids[i][real_rows[i]])
             exact = rescore(self.index.store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()
             indices[i, :len(top.values)] = positions[top.indices.cpu().numpy()]
         return scores, indices
 
-
-def _real_rows(query: torch.Tensor) -> torch.Tensor:
-    """The query's token rows without zero padding, which adds 0 to every score."""
-    return query[query.norm(dim=1) > 0]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import tessera
 from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
@@ -165,3 +166,36 @@ def test_eval_report_and_resume_without_reencoding(tmp_path, monkeypatch, capsys
     assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(index), "--recipe", "res4",
                          "--no-baselines", "--json"]) == 0
     assert calls == [] and json.loads((index / "manifest.json").read_text())["recipe"] == "res4"
+
+
+def test_vocab_and_union_engines_rescore_their_candidates_exactly(sample_index, encoder):
+    texts = [q.text for q in read_queries(SAMPLE)]
+    exhaustive = Searcher(sample_index, encoder=encoder, engine="exhaustive").search_batch(texts, k=30)
+    for engine in ("vocab", "union"):
+        results = Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=5).search_batch(texts, k=3)
+        for i in range(len(texts)):
+            exact = dict(exhaustive.hits(i))
+            for doc_id, score in results.hits(i):   # final scores are the exact MaxSim of each candidate
+                assert score == pytest.approx(exact[doc_id], rel=1e-4, abs=1e-3)
+    # Every query of the sample shares a term with its best document: the term lists find it.
+    vocab = Searcher(sample_index, encoder=encoder, engine="vocab", n_candidates=30).search_batch(texts, k=1)
+    assert [r[0] for r in vocab.doc_ids] == [r[0] for r in exhaustive.doc_ids]
+
+
+def test_union_candidates_contain_both_first_stages(sample_index, encoder):
+    text = "how do solar panels make electricity"
+    q = torch.from_numpy(sample_index.store.codec.project(encoder.encode_queries([text])[0]))
+    terms = encoder.query_term_ids([text])[0]
+    assert (terms >= 0).sum() == len(encoder.tokenizer.tokenize(text))   # one id per word piece, none for [CLS]/[SEP]
+    make = lambda engine: set(Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=4)
+                              .candidates(q, term_ids=terms).tolist())
+    assert make("union") == make("token") | make("vocab")
+
+
+def test_vocab_engine_needs_term_ids_for_pre_encoded_queries(sample_index, encoder):
+    q = encoder.encode_queries(["solar power"])
+    with pytest.raises(ValueError, match="term_ids"):
+        Searcher(sample_index, encoder=encoder, engine="vocab").search_batch(q, k=3)
+    terms = encoder.query_term_ids(["solar power"])
+    a = Searcher(sample_index, encoder=encoder, engine="vocab").search_batch(q, k=3, term_ids=terms)
+    assert a.doc_ids == Searcher(sample_index, encoder=encoder, engine="vocab").search(["solar power"][0], k=3).doc_ids

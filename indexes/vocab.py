@@ -1,0 +1,84 @@
+"""Vocabulary-term inverted lists (COIL / SLIM style): exact-term contextual matching.
+
+Each segment stores, per vocabulary id, the stored vectors that stand for an occurrence of that
+term (a pooled vector stands for all of its member tokens), in CSR form:
+
+    vocab_offsets.npy     (vocab_size + 1,) int64   term t's list is vocab_vector_ids[off[t]:off[t+1]]
+    vocab_vector_ids.npy  (n_pairs,) uint32          vector ids within the segment, ascending per term
+
+A query term probes only its own term's list; each vector found there is scored against that
+query token (centroid + residual, no decompression), a document keeps its best score per query
+token, and the sum over query tokens ranks documents. A query token whose term a document does
+not contain contributes nothing: exact-term matching, as in COIL, so no imputation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["build_vocab_lists", "retrieve_by_term"]
+
+
+def build_vocab_lists(member_token_ids: np.ndarray, member_counts: np.ndarray,
+                      vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Term -> stored vectors lists of one segment.
+
+    member_token_ids: (n_members,) int, the token ids each stored vector stands for, in vector
+    order; member_counts: (m,) how many members each stored vector has.
+    Returns offsets (vocab_size + 1,) int64 and vector ids (n_pairs,) uint32, one entry per
+    distinct (term, vector) pair, sorted by term then vector.
+    """
+    m = len(member_counts)
+    vector_of = np.repeat(np.arange(m, dtype=np.int64), np.asarray(member_counts, dtype=np.int64))
+    terms = np.asarray(member_token_ids, dtype=np.int64)
+    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{terms.min()}, {terms.max()}]")
+    pairs = np.unique(terms * max(m, 1) + vector_of)
+    pair_terms = pairs // max(m, 1)
+    counts = np.bincount(pair_terms, minlength=vocab_size)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return offsets, (pairs % max(m, 1)).astype(np.uint32)
+
+
+def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
+                     n_candidates: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate documents of one query from the vocabulary lists of its terms.
+
+    query: (n_tokens, dim) float32, projected like the index; term_ids: (n_tokens,) int, the
+    vocabulary id of each row, -1 for rows that stand for no term (they probe nothing).
+    Returns (positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates.
+    """
+    from .retrieval import _expand_ranges, query_tables, score_pairs   # shared with centroid retrieval
+
+    term_ids = np.asarray(term_ids, dtype=np.int64)
+    if len(term_ids) != query.shape[0]:
+        raise ValueError(f"{len(term_ids)} term ids for {query.shape[0]} query rows")
+    rows_with_term = np.flatnonzero(term_ids >= 0)
+    tables = query_tables(store.codec, query)
+    parts = []
+    for s, segment in enumerate(store.segments):
+        if segment.vocab_offsets is None:
+            raise ValueError(f"{segment.folder}: no vocabulary lists (index format version 1); "
+                             "compact the index (Index.compact) or rebuild it to add them")
+        offsets = np.asarray(segment.vocab_offsets)
+        terms = term_ids[rows_with_term]
+        terms = np.where(terms < len(offsets) - 1, terms, 0)
+        starts, lengths = offsets[terms], offsets[terms + 1] - offsets[terms]
+        vector_ids = np.asarray(segment.vocab_vector_ids)[_expand_ranges(starts, lengths)].astype(np.int64)
+        tokens = np.repeat(rows_with_term, lengths)
+        parts.append(score_pairs(store, s, tokens, vector_ids, query, tables))
+    tok = torch.cat([p[0] for p in parts])
+    docs = torch.cat([p[1] for p in parts])
+    scores = torch.cat([p[2] for p in parts])
+    alive = torch.from_numpy(store.alive).to(query.device)[docs]
+    tok, docs, scores = tok[alive], docs[alive], scores[alive]
+    if len(docs) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    unique_docs, column = torch.unique(docs, return_inverse=True)
+    n_tokens = query.shape[0]
+    best = torch.full((n_tokens * len(unique_docs),), -torch.inf, device=query.device)
+    best = best.scatter_reduce(0, tok * len(unique_docs) + column, scores, "amax").reshape(n_tokens, -1)
+    total = torch.where(torch.isinf(best), 0.0, best).sum(dim=0)
+    top_scores, top_idx = total.topk(min(n_candidates, len(unique_docs)))
+    return unique_docs[top_idx].cpu().numpy(), top_scores.cpu().numpy().astype(np.float32)
