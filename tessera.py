@@ -15,6 +15,7 @@ COMMANDS = {
     "search": ("retriever.cli", "search an index with one or more queries"),
     "eval": ("eval.cli", "run a collection's test queries and report standard metrics"),
     "bench": ("eval.bench", "sweep query-engine settings against exhaustive search: quality and latency"),
+    "serve": ("server.cli", "run the HTTP search API (FastAPI under uvicorn)"),
 }
 
 

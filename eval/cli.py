@@ -22,8 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="pool2,res2", help="index recipe (default pool2,res2)")
     p.add_argument("--cache", default=None, help="encoded shards (default: INDEX-cache); a rerun resumes from them")
     p.add_argument("-k", type=int, default=1000, help="documents retrieved per query (default 1000, for Recall@1000)")
-    p.add_argument("--engine", choices=["token", "exhaustive"], default="token",
-                   help="token retrieval + rescoring (default) or exhaustive MaxSim (the reference)")
+    p.add_argument("--engine", choices=["token", "vocab", "union", "exhaustive"], default="token",
+                   help="centroid token retrieval (default), vocabulary-term lists, their union (each + MaxSim "
+                        "rescoring) or exhaustive MaxSim (the reference)")
     p.add_argument("--quality", choices=["fast", "balanced", "accurate"], default="balanced")
     p.add_argument("--sweep", action="store_true", help="run every quality preset (plot quality vs latency)")
     p.add_argument("--no-baselines", action="store_true", help="skip the exhaustive reference and BM25")

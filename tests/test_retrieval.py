@@ -110,14 +110,15 @@ def test_deleted_documents_are_not_candidates(tmp_path):
     assert not {store.document(p)["id"] for p in positions} & set(gone)
 
 
-def test_residual_scores_cpu_path_equals_generic_gather():
+@pytest.mark.parametrize("n_bytes", [12, 16])   # byte-by-byte and 8-byte-word transposes
+def test_residual_scores_cpu_path_equals_generic_gather(n_bytes):
     """The CPU path and the accelerator path (run here on the CPU) against a per-pair sum."""
     rng = np.random.default_rng(0)
-    tables = torch.from_numpy(rng.standard_normal((12, 5, 256)).astype(np.float32))   # (n_bytes, n_tokens, 256)
+    tables = torch.from_numpy(rng.standard_normal((n_bytes, 5, 256)).astype(np.float32))   # (n_bytes, n_tokens, 256)
     tokens = rng.integers(0, 5, size=300)
-    packed = rng.integers(0, 256, size=(300, 12)).astype(np.uint8)
+    packed = rng.integers(0, 256, size=(300, n_bytes)).astype(np.uint8)
     from indexes.retrieval import residual_scores
-    expected = np.array([sum(tables[p, t, packed[j, p]].item() for p in range(12)) for j, t in enumerate(tokens)])
+    expected = np.array([sum(tables[p, t, packed[j, p]].item() for p in range(n_bytes)) for j, t in enumerate(tokens)])
     np.testing.assert_allclose(residual_scores(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
     from indexes.retrieval import _residual_scores_torch
     np.testing.assert_allclose(_residual_scores_torch(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,182 @@
+"""Sparse and hybrid first stages against Tessera's centroid token retrieval, in one table.
+
+    python -m eval.sparse --dataset ../shared/data/scifact --cache /tmp/cache/scifact \\
+        --index /tmp/scifact-v2 --work /tmp/sparse-scifact [--out docs/sparse]
+
+Rows: BM25 through Pyserini (Lucene) and bm25s; BM25 top-100 rescored by MaxSim; vocabulary-term
+lists alone and rescored; Lucene impact indexes of term weights (each weighting of
+indexes/impact.py) alone and rescored; centroid token retrieval + MaxSim; the union of centroid
+and vocabulary candidates + MaxSim; hybrid fusion (RRF, min-max interpolation) of Lucene BM25
+with token retrieval + MaxSim; exhaustive MaxSim. Every first stage hands on 100 candidates
+(union: up to 200) and every row returns 100 documents, so Recall@100 compares like with like.
+Reported: nDCG@10, Recall@100, first-stage recall of the exhaustive top-10 among the candidates,
+and latency per query (p50, one query at a time, one torch thread; query encoding excluded:
+queries are pre-encoded; a hybrid row's latency is its two sides' latencies added).
+Without Pyserini the Lucene rows are left out with a note naming what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+DEPTH = 100
+
+
+def _per_query(fn, n: int, desc: str) -> tuple[list, np.ndarray]:
+    """Call fn(i) for each query, one at a time; (outputs, milliseconds (n,))."""
+    outputs, ms = [], []
+    for i in tqdm(range(n), desc=desc, unit="query", leave=False):
+        started = time.perf_counter()
+        outputs.append(fn(i))
+        ms.append(1000 * (time.perf_counter() - started))
+    return outputs, np.array(ms)
+
+
+def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test") -> dict:
+    from indexes.impact import WEIGHTINGS, document_term_weights, query_term_weights, term_centroids
+    from indexes.retrieval import rescore
+    from indexes.vocab import retrieve_by_term
+    from retriever import Index, Searcher, load_encoder
+    from retriever.bm25 import BM25s
+    from retriever.cache import encode_corpus_cached
+    from retriever.hybrid import interpolate_scores, reciprocal_rank_fusion
+    from retriever.lucene import INSTALL_HINT, LuceneBM25, LuceneImpact, lucene_available
+    from .datasets import load_dataset
+    from .metrics import evaluate
+
+    torch.set_num_threads(1)
+    data = load_dataset(dataset, split)
+    encoder = load_encoder()
+    if not (Path(index_dir) / "manifest.json").is_file():
+        Index.build_from_embeddings(index_dir, encode_corpus_cached(encoder, data.documents, cache),
+                                    data.documents, encoder)
+    index = Index.open(index_dir, verify=False)
+    store = index.store
+    n = len(data.queries)
+    texts = [q.text for q in data.queries]
+    padded = encoder.encode_queries(texts)
+    term_ids = encoder.query_term_ids(texts)
+    real = [(np.linalg.norm(p, axis=1) > 0) for p in padded]
+    queries = [torch.from_numpy(store.codec.project(p[r])) for p, r in zip(padded, real)]
+    terms = [t[r] for t, r in zip(term_ids, real)]
+    ids = lambda positions: [store.document(int(p))["id"] for p in positions]
+
+    exhaustive = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(padded, k=DEPTH)
+    reference = [set(r[:10]) for r in exhaustive.doc_ids]
+    rows, runs, notes = [], {}, []
+
+    def add(name: str, ranked: list[list[tuple[str, float]]], first_stage: list[set[str]], ms: np.ndarray) -> None:
+        run_ = {q.id: {d: s for d, s in r[:DEPTH]} for q, r in zip(data.queries, ranked)}
+        m = evaluate(run_, data.qrels)
+        rows.append({"setting": name, "nDCG@10": m["nDCG@10"], "Recall@100": m["Recall@100"],
+                     "first_stage_recall": float(np.mean([len(f & ref) / len(ref) for f, ref in zip(first_stage, reference)])),
+                     "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))})
+        runs[name] = ranked
+        print(json.dumps(rows[-1]), flush=True)
+
+    def rescored(i: int, positions: np.ndarray) -> list[tuple[str, float]]:
+        exact = rescore(store, queries[i][None], positions)[0].numpy()
+        order = np.argsort(-exact, kind="stable")[:DEPTH]
+        return list(zip(ids(positions[order]), exact[order].tolist()))
+
+    def first_stage_rows(name: str, candidates) -> None:
+        """`candidates(i)` -> ranked (doc id, score) first stage; adds 'alone' and '+ MaxSim' rows."""
+        first, ms1 = _per_query(candidates, n, name)
+        add(f"{name} alone", first, [{d for d, _ in f} for f in first], ms1)
+        positions = [np.array([store.position_of[d] for d, _ in f], dtype=np.int64) for f in first]
+        final, ms2 = _per_query(lambda i: rescored(i, positions[i]), n, f"{name} + MaxSim")
+        add(f"{name} + MaxSim", final, [{d for d, _ in f} for f in first], ms1 + ms2)
+
+    if lucene_available():
+        bm25 = LuceneBM25.build(data.documents, Path(work) / "bm25")
+        first_stage_rows("BM25 (Pyserini Lucene)", lambda i: bm25.search(texts[i], DEPTH))
+    else:
+        notes.append(f"Lucene rows left out: Pyserini is not installed ({INSTALL_HINT}).")
+    bm25s = BM25s(data.documents)
+    hits, ms = _per_query(lambda i: bm25s.search(texts[i], DEPTH), n, "bm25s")
+    add("BM25 (bm25s) alone", hits, [{d for d, _ in h} for h in hits], ms)
+
+    def vocab(i: int) -> list[tuple[str, float]]:
+        positions, scores = retrieve_by_term(store, queries[i], terms[i], n_candidates=DEPTH)
+        return list(zip(ids(positions), scores.tolist()))
+    first_stage_rows("vocabulary lists", vocab)
+
+    if lucene_available():
+        centroids = term_centroids(store, index.manifest["vocab_size"])
+        for weighting in WEIGHTINGS:
+            impact = LuceneImpact.build(document_term_weights(store, centroids, weighting),
+                                        Path(work) / f"impact-{weighting}")
+            weights = [query_term_weights(q.numpy(), t, centroids, store.idf, weighting) for q, t in zip(queries, terms)]
+            first_stage_rows(f"Lucene impact, {weighting}", lambda i: impact.search(weights[i], DEPTH))
+
+    for engine, label in (("token", "centroid token retrieval"), ("union", "union (centroid + vocabulary)")):
+        searcher = Searcher(index, encoder=encoder, engine=engine, n_candidates=DEPTH)
+        cands = [set(ids(searcher.candidates(torch.from_numpy(store.codec.project(padded[i])), term_ids=term_ids[i])))
+                 for i in range(n)]
+        hits, ms = _per_query(lambda i: searcher.search_batch(padded[i:i + 1], k=DEPTH, term_ids=term_ids[i:i + 1])
+                              .hits(0), n, label)
+        add(f"{label} + MaxSim", hits, cands, ms)
+
+    if lucene_available():
+        neural, lexical = runs["centroid token retrieval + MaxSim"], runs["BM25 (Pyserini Lucene) alone"]
+        side_ms = {r["setting"]: r for r in rows}
+        for name, fuse in (("hybrid RRF (Lucene BM25, token + MaxSim)",
+                            lambda a, b: reciprocal_rank_fusion([[d for d, _ in a], [d for d, _ in b]])),
+                           ("hybrid interpolation a=0.5 (Lucene BM25, token + MaxSim)",
+                            lambda a, b: interpolate_scores(a, b, 0.5))):
+            fused, ms = _per_query(lambda i: fuse(neural[i], lexical[i]), n, name)
+            add(name, [f[:DEPTH] for f in fused], [{d for d, _ in a} | {d for d, _ in b} for a, b in zip(neural, lexical)],
+                ms)
+            rows[-1]["p50_ms"] += side_ms["centroid token retrieval + MaxSim"]["p50_ms"] + \
+                side_ms["BM25 (Pyserini Lucene) alone"]["p50_ms"]
+            rows[-1]["p95_ms"] = float("nan")   # a sum of two sides' percentiles is no percentile
+
+    add("exhaustive MaxSim", [r for r in (exhaustive.hits(i) for i in range(n))], [set(r) for r in exhaustive.doc_ids],
+        np.full(n, np.nan))
+    return {"dataset": Path(dataset).name, "queries": n, "documents": len(index), "notes": notes, "rows": rows}
+
+
+def report(result: dict, out: Path) -> str:
+    from .plots import labelled_scatter
+
+    lines = [f"{result['dataset']}: {result['documents']:,} documents, {result['queries']} queries; "
+             f"100 candidates per first stage, 100 results per row\n",
+             "| setting | nDCG@10 | Recall@100 | first-stage recall of exhaustive top-10 | p50 ms | p95 ms |",
+             "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['setting']} | {r['nDCG@10']:.4f} | {r['Recall@100']:.4f} | {r['first_stage_recall']:.3f} "
+                     f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |")
+    lines += [f"\n{note}" for note in result["notes"]]
+    table = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    points = [(r["p50_ms"], r["nDCG@10"], r["setting"]) for r in result["rows"] if np.isfinite(r["p50_ms"])]
+    labelled_scatter(points, out / f"sparse-{result['dataset']}.png", xlabel="median latency per query, ms (log scale)",
+                     ylabel="nDCG@10", title=f"Sparse, dense and hybrid first stages, {result['dataset']}")
+    (out / f"sparse-{result['dataset']}.json").write_text(json.dumps(result, indent=1))
+    (out / f"sparse-{result['dataset']}.md").write_text(table + "\n")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.sparse", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--cache", required=True, help="encoded shards of the collection (reused)")
+    p.add_argument("--index", required=True, help="Tessera index (built from the cache if missing)")
+    p.add_argument("--work", required=True, help="folder for the Lucene indexes this run builds")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default="docs/sparse")
+    args = p.parse_args(argv)
+    result = run(args.dataset, args.cache, args.index, args.work, args.split)
+    print(report(result, Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""The FastAPI application: search, batch search, document updates, index info, health, stats.
+
+Writes need the API key (header `X-API-Key` or `Authorization: Bearer KEY`); with no key
+configured, writes are refused. `protect_reads=True` asks for the key on every endpoint but
+/health. Index names are only those configured at start; document ids are looked up, never used
+as paths, so no request can reach outside the served directories.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from retriever.corpus import Document
+
+from . import models as m
+from .batcher import Job, MicroBatcher
+from .state import IndexHandle, LatencyLog
+
+ERRORS = {400: {"model": m.Error}, 401: {"model": m.Error}, 404: {"model": m.Error}, 409: {"model": m.Error},
+          413: {"model": m.Error}, 422: {"model": m.Error}}
+
+
+def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, protect_reads: bool = False,
+               window_ms: float = 2.0, max_batch: int = 32) -> FastAPI:
+    log = LatencyLog()
+    batcher = MicroBatcher(window_ms=window_ms, max_batch=max_batch, log=log)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="Tessera", version="0.1", lifespan=lifespan,
+                  description="Multi-vector (late-interaction) search over Tessera indexes.")
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            raise HTTPException(401, "writes are disabled: start the server with an API key "
+                                     "(TESSERA_API_KEY or --api-key-file)")
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization") or ""
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:]
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key")
+
+    def check_read_key(request: Request) -> None:
+        if protect_reads:
+            check_key(request)
+
+    def handle_for(name: str | None) -> IndexHandle:
+        if name is None:
+            if len(handles) == 1:
+                return next(iter(handles.values()))
+            raise HTTPException(422, f"several indexes are served; name one of {sorted(handles)} in 'index'")
+        if name not in handles:
+            raise HTTPException(404, f"no index named {name!r}; served: {sorted(handles)}")
+        return handles[name]
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > m.MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over {m.MAX_BODY_BYTES} bytes"}, status_code=413)
+        if length is None and request.method in ("POST", "PUT", "PATCH") and \
+                request.headers.get("transfer-encoding", "").lower() == "chunked":
+            return JSONResponse({"detail": "send a Content-Length; chunked bodies are not accepted"}, status_code=411)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    def hits(result, return_documents: bool) -> list[m.Hit]:
+        scores, positions, doc_ids, snapshot = result
+        out = []
+        for rank, (score, position, doc_id) in enumerate(zip(scores.tolist(), positions.tolist(), doc_ids), start=1):
+            hit = m.Hit(rank=rank, id=doc_id, score=round(float(score), 5))
+            if return_documents:
+                doc = snapshot.index.store.document(int(position))
+                hit.title, hit.text, hit.metadata = doc.get("title", ""), doc.get("text", ""), doc.get("metadata") or {}
+            out.append(hit)
+        return out
+
+    async def run_search(handle, queries, body) -> list:
+        job = Job(handle, queries, body.k, body.engine, body.quality,
+                  None if body.filter is None else dict(body.filter))
+        try:
+            return await batcher.search(job)
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from e
+
+    @app.post("/search", response_model=m.SearchResponse, responses=ERRORS, dependencies=[Depends(check_read_key)])
+    async def search(body: m.SearchRequest) -> m.SearchResponse:
+        started = time.perf_counter()
+        handle = handle_for(body.index)
+        (result,) = await run_search(handle, [body.query], body)
+        took = 1000 * (time.perf_counter() - started)
+        log.add(took)
+        return m.SearchResponse(query=body.query, index=handle.name, hits=hits(result, body.return_documents),
+                                took_ms=round(took, 3))
+
+    @app.post("/search/batch", response_model=m.BatchSearchResponse, responses=ERRORS,
+              dependencies=[Depends(check_read_key)])
+    async def search_batch(body: m.BatchSearchRequest) -> m.BatchSearchResponse:
+        started = time.perf_counter()
+        handle = handle_for(body.index)
+        results = await run_search(handle, body.queries, body)
+        took = 1000 * (time.perf_counter() - started)
+        log.add(took)
+        return m.BatchSearchResponse(index=handle.name, took_ms=round(took, 3), results=[
+            m.SearchResponse(query=q, index=handle.name, hits=hits(r, body.return_documents), took_ms=round(took, 3))
+            for q, r in zip(body.queries, results)])
+
+    @app.post("/indexes/{name}/documents", response_model=m.AddDocumentsResponse, responses=ERRORS,
+              dependencies=[Depends(check_key)])
+    async def add_documents(name: str, body: m.AddDocumentsRequest) -> m.AddDocumentsResponse:
+        handle = handle_for(name)
+        ids = [d.id for d in body.documents]
+        if len(set(ids)) != len(ids):
+            raise HTTPException(422, "document ids must be unique within one request")
+        documents = [Document(id=d.id, text=d.text, title=d.title, metadata=d.metadata) for d in body.documents]
+        try:
+            added = await run_in_threadpool(partial(handle.add, documents, body.upsert))
+        except KeyError as e:
+            raise HTTPException(409, str(e.args[0])) from e
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from e
+        return m.AddDocumentsResponse(index=name, added=added, documents=len(handle.snapshot.index))
+
+    @app.delete("/indexes/{name}/documents/{doc_id:path}", response_model=m.DeleteResponse, responses=ERRORS,
+                dependencies=[Depends(check_key)])
+    async def delete_document(name: str, doc_id: str) -> m.DeleteResponse:
+        handle = handle_for(name)
+        try:
+            await run_in_threadpool(partial(handle.delete, doc_id))
+        except KeyError as e:
+            raise HTTPException(404, f"no document {doc_id!r} in index {name!r}") from e
+        return m.DeleteResponse(index=name, deleted=doc_id, documents=len(handle.snapshot.index))
+
+    @app.get("/indexes/{name}/documents/{doc_id:path}", response_model=m.DocumentOut, responses=ERRORS,
+             dependencies=[Depends(check_read_key)])
+    async def get_document(name: str, doc_id: str) -> m.DocumentOut:
+        doc = handle_for(name).document(doc_id)
+        if doc is None:
+            raise HTTPException(404, f"no document {doc_id!r} in index {name!r}")
+        return m.DocumentOut(id=doc["id"], title=doc.get("title", ""), text=doc.get("text", ""),
+                             metadata=doc.get("metadata") or {})
+
+    def info(handle: IndexHandle) -> m.IndexInfo:
+        index = handle.snapshot.index
+        store = index.store
+        return m.IndexInfo(name=handle.name, documents=len(index), recipe=index.manifest["recipe"],
+                           stored_vectors=sum(s.entry["n_vectors"] for s in store.segments),
+                           bytes=store.nbytes()["total"], encoder=index.encoder_spec["name"],
+                           generation=index.manifest["generation"])
+
+    @app.get("/indexes", response_model=list[m.IndexInfo], dependencies=[Depends(check_read_key)])
+    async def list_indexes() -> list[m.IndexInfo]:
+        return [info(h) for h in handles.values()]
+
+    @app.get("/health", response_model=m.Health)
+    async def health() -> m.Health:
+        return m.Health(status="ok", indexes=len(handles))
+
+    @app.get("/stats", response_model=m.Stats, dependencies=[Depends(check_read_key)])
+    async def stats() -> m.Stats:
+        return m.Stats(indexes=[info(h) for h in handles.values()], search_latency=m.LatencyStats(**log.percentiles()),
+                       batches=log.batches,
+                       mean_batch_size=log.batched_queries / log.batches if log.batches else None)
+
+    return app

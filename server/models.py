@@ -1,0 +1,165 @@
+"""Request and response bodies of the search API (pydantic), with the size limits they enforce.
+
+A request over a limit gets 422 with the field named; a body over MAX_BODY_BYTES gets 413.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_QUERY_CHARS = 2_000
+MAX_K = 1_000
+MAX_BATCH = 64
+MAX_DOCUMENTS_PER_ADD = 256
+MAX_TEXT_CHARS = 100_000
+MAX_ID_CHARS = 512
+MAX_BODY_BYTES = 8 * 2**20
+
+Scalar = str | int | float | bool
+
+
+class Range(BaseModel):
+    """A range condition on one metadata field; absent bounds are open."""
+    model_config = ConfigDict(extra="forbid")
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+class In(BaseModel):
+    """Membership: the field equals one of the values."""
+    model_config = ConfigDict(extra="forbid")
+    any_of: list[Scalar] = Field(alias="in", max_length=1_000)
+
+
+Condition = Scalar | Range | In
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    index: str | None = Field(default=None, description="index name; may be left out when one index is served")
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    quality: Literal["fast", "balanced", "accurate"] = "balanced"
+    engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
+    filter: dict[str, Condition] | None = Field(
+        default=None, max_length=16,
+        description='metadata conditions, all must hold: {"lang": "en", "year": {"gte": 2020}, "tag": {"in": ["a", "b"]}}')
+    return_documents: bool = Field(default=True, description="include title, text and metadata, or ids and scores only")
+
+
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    index: str | None = None
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    quality: Literal["fast", "balanced", "accurate"] = "balanced"
+    engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
+    filter: dict[str, Condition] | None = Field(default=None, max_length=16)
+    return_documents: bool = True
+
+    @field_validator("queries")
+    @classmethod
+    def _bounded(cls, queries: list[str]) -> list[str]:
+        for i, q in enumerate(queries):
+            if not q or len(q) > MAX_QUERY_CHARS:
+                raise ValueError(f"queries[{i}] must have 1 to {MAX_QUERY_CHARS} characters")
+        return queries
+
+
+class Hit(BaseModel):
+    rank: int
+    id: str
+    score: float
+    title: str | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    index: str
+    hits: list[Hit]
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    index: str
+    results: list[SearchResponse]
+    took_ms: float
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    title: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("id must not contain control characters")
+        return value
+
+
+class AddDocumentsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_ADD)
+    upsert: bool = Field(default=False, description="replace documents whose id exists (else 409)")
+
+
+class AddDocumentsResponse(BaseModel):
+    index: str
+    added: int
+    documents: int
+
+
+class DeleteResponse(BaseModel):
+    index: str
+    deleted: str
+    documents: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class IndexInfo(BaseModel):
+    name: str
+    documents: int
+    stored_vectors: int
+    bytes: int
+    recipe: str
+    encoder: str
+    generation: int
+
+
+class LatencyStats(BaseModel):
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class Stats(BaseModel):
+    indexes: list[IndexInfo]
+    search_latency: LatencyStats
+    batches: int
+    mean_batch_size: float | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    indexes: int
+
+
+class Error(BaseModel):
+    detail: str

@@ -1,0 +1,99 @@
+"""Served indexes: immutable snapshots for readers, one writer at a time per index.
+
+A search takes the current `Snapshot` when it starts and uses it to the end, so a write that
+commits meanwhile never shows half-done. A write (add, delete) runs under the index's lock,
+commits on disk atomically (indexes/store.py), then opens a new snapshot and swaps it in with one
+assignment: later searches see all of the write, earlier ones none of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from retriever import Index, Searcher
+from retriever.corpus import Document
+from retriever.encoder import Encoder
+
+
+@dataclass
+class Snapshot:
+    index: Index
+    searchers: dict = field(default_factory=dict)
+
+    def searcher(self, engine: str, quality: str, encoder: Encoder) -> Searcher:
+        key = (engine, quality)
+        if key not in self.searchers:
+            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality)
+        return self.searchers[key]
+
+    @cached_property
+    def metadata(self) -> list[dict]:
+        """Metadata of every position (deleted ones too; the search skips those anyway)."""
+        store = self.index.store
+        return [store.document(p).get("metadata") or {} for p in range(store.n_positions)]
+
+
+class IndexHandle:
+    """One served index: its encoder, current snapshot and write lock."""
+
+    def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None):
+        self.name = name
+        self.directory = Path(directory)
+        index = Index.open(self.directory, verify=False)
+        self.encoder = encoder or index.load_encoder()
+        self.snapshot = Snapshot(index)
+        self._write_lock = threading.Lock()
+
+    def _commit(self, change) -> Snapshot:
+        with self._write_lock:
+            writer = Index.open(self.directory, verify=False)
+            result = change(writer)
+            self.snapshot = Snapshot(Index.open(self.directory, verify=False))
+            return result
+
+    def add(self, documents: list[Document], upsert: bool) -> int:
+        """Encode and commit documents; KeyError if an id exists and not upsert (nothing written)."""
+        def change(index: Index) -> int:
+            clash = [d.id for d in documents if d.id in index.store.position_of]
+            if clash and not upsert:
+                raise KeyError(f"{len(clash)} document id(s) already in index {self.name!r}, e.g. {clash[0]!r}; "
+                               "send upsert: true to replace them")
+            index.add(documents, self.encoder, upsert=upsert)
+            return len(documents)
+        return self._commit(change)
+
+    def delete(self, doc_id: str) -> int:
+        return self._commit(lambda index: index.delete([doc_id]))
+
+    def document(self, doc_id: str) -> dict | None:
+        store = self.snapshot.index.store
+        position = store.position_of.get(doc_id)
+        return None if position is None else store.document(position)
+
+
+class LatencyLog:
+    """The last `size` request latencies, for /stats percentiles."""
+
+    def __init__(self, size: int = 10_000):
+        self._ms: deque[float] = deque(maxlen=size)
+        self.batches = 0
+        self.batched_queries = 0
+
+    def add(self, ms: float) -> None:
+        self._ms.append(ms)
+
+    def batch(self, n: int) -> None:
+        self.batches += 1
+        self.batched_queries += n
+
+    def percentiles(self) -> dict:
+        values = np.array(self._ms)
+        if len(values) == 0:
+            return {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}
+        return {"count": len(values), **{f"p{p}_ms": float(np.percentile(values, p)) for p in (50, 95, 99)}}

@@ -1,0 +1,187 @@
+"""The search API over real HTTP: a uvicorn process on 127.0.0.1, restarted and killed mid-write."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retriever import Index, load_encoder, read_corpus
+from conftest import SAMPLE
+
+KEY = "test-key-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, index_dir: Path, extra: list[str] = ()):
+        self.index_dir, self.extra = index_dir, list(extra)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "Server":
+        env = {**os.environ, "TESSERA_API_KEY": KEY}
+        self.process = subprocess.Popen([sys.executable, "-m", "server.cli", "--index", f"docs={self.index_dir}",
+                                         "--port", str(self.port), *self.extra], cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError("server did not come up in 120 s")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("served") / "idx"
+    documents = read_corpus(SAMPLE)
+    for i, d in enumerate(documents):
+        d.metadata = {"year": 2000 + i, "topic": d.id.split("-")[0]}
+    Index.build(path, documents, load_encoder(device="cpu"), show_progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(index_dir):
+    s = Server(index_dir).start()
+    yield s
+    s.stop()
+
+
+W = {"X-API-Key": KEY}
+
+
+def test_search_returns_ranked_hits_with_documents(server):
+    r = httpx.post(f"{server.url}/search", json={"query": "how do solar panels make electricity", "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["index"] == "docs" and [h["rank"] for h in body["hits"]] == [1, 2, 3]
+    assert body["hits"][0]["id"] == "solar-1" and "solar" in body["hits"][0]["text"].lower()
+    ids_only = httpx.post(f"{server.url}/search", json={"query": "solar panels", "k": 2, "return_documents": False})
+    assert ids_only.json()["hits"][0]["text"] is None
+
+
+def test_batch_search_equals_single_searches(server):
+    queries = ["solar panels", "volcano eruption", "wind turbines"]
+    batch = httpx.post(f"{server.url}/search/batch", json={"queries": queries, "k": 3}).json()
+    for q, result in zip(queries, batch["results"]):
+        single = httpx.post(f"{server.url}/search", json={"query": q, "k": 3}).json()
+        assert [h["id"] for h in result["hits"]] == [h["id"] for h in single["hits"]]
+
+
+def test_metadata_filters_apply_before_rescoring(server):
+    r = httpx.post(f"{server.url}/search", json={"query": "solar panels", "k": 30, "filter": {"topic": "wind"}})
+    hits = r.json()["hits"]
+    assert hits and all(h["metadata"]["topic"] == "wind" for h in hits)
+    r = httpx.post(f"{server.url}/search", json={"query": "energy", "k": 30, "engine": "exhaustive",
+                                                 "filter": {"year": {"gte": 2010, "lt": 2013}}})
+    assert sorted(h["metadata"]["year"] for h in r.json()["hits"]) == [2010, 2011, 2012]
+    r = httpx.post(f"{server.url}/search", json={"query": "energy", "filter": {"topic": {"in": ["solar", "wind"]}}})
+    assert {h["metadata"]["topic"] for h in r.json()["hits"]} <= {"solar", "wind"}
+
+
+def test_writes_need_the_key_and_bad_input_is_refused(server):
+    doc = {"documents": [{"id": "x1", "text": "a note"}]}
+    assert httpx.post(f"{server.url}/indexes/docs/documents", json=doc).status_code == 401
+    assert httpx.post(f"{server.url}/indexes/docs/documents", json=doc,
+                      headers={"X-API-Key": "wrong-key-123"}).status_code == 401
+    assert httpx.post(f"{server.url}/indexes/nope/documents", json=doc, headers=W).status_code == 404
+    assert httpx.post(f"{server.url}/search", json={"query": "", "k": 3}).status_code == 422
+    assert httpx.post(f"{server.url}/search", json={"query": "x", "k": 100_000}).status_code == 422
+    r = httpx.post(f"{server.url}/search", json={"query": "x" * 5000})
+    assert r.status_code == 422 and "query" in r.json()["detail"]
+    big = httpx.post(f"{server.url}/search", content=b"{" + b" " * (9 * 2**20) + b"}",
+                     headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    assert httpx.get(f"{server.url}/indexes/..%2F..%2Fetc/documents/passwd").status_code == 404
+    assert httpx.get(f"{server.url}/indexes/docs/documents/..%2F..%2Fmanifest.json").status_code == 404
+
+
+def test_add_get_delete_and_restart_keeps_state(server):
+    doc = {"id": "geo-9", "title": "Geysers", "text": "Geysers erupt when underground water boils under pressure.",
+           "metadata": {"topic": "geo"}}
+    r = httpx.post(f"{server.url}/indexes/docs/documents", json={"documents": [doc]}, headers=W, timeout=60)
+    assert r.status_code == 200, r.text
+    again = httpx.post(f"{server.url}/indexes/docs/documents", json={"documents": [doc]}, headers=W, timeout=60)
+    assert again.status_code == 409
+    hits = httpx.post(f"{server.url}/search", json={"query": "why do geysers erupt", "k": 1}).json()["hits"]
+    assert hits[0]["id"] == "geo-9"
+    assert httpx.get(f"{server.url}/indexes/docs/documents/geo-9").json()["metadata"] == {"topic": "geo"}
+    server.restart()
+    assert httpx.get(f"{server.url}/indexes/docs/documents/geo-9").status_code == 200
+    assert httpx.delete(f"{server.url}/indexes/docs/documents/geo-9", headers=W).status_code == 200
+    assert httpx.delete(f"{server.url}/indexes/docs/documents/geo-9", headers=W).status_code == 404
+    server.restart()
+    assert httpx.get(f"{server.url}/indexes/docs/documents/geo-9").status_code == 404
+    stats = httpx.get(f"{server.url}/stats").json()
+    assert stats["indexes"][0]["documents"] == 30
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5, 3.0])   # encoding, writing, or done: never half a write
+def test_sigkill_during_an_add_leaves_old_or_new_state(index_dir, tmp_path, delay):
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy)
+    server = Server(copy).start()
+    docs = [{"id": f"bulk-{i}", "text": f"bulk document number {i} about tides and the moon"} for i in range(200)]
+    thread = threading.Thread(target=lambda: _post_quietly(f"{server.url}/indexes/docs/documents",
+                                                           {"documents": docs}))
+    thread.start()
+    time.sleep(delay)
+    server.stop(signal.SIGKILL)
+    thread.join()
+    server.start()
+    try:
+        present = [httpx.get(f"{server.url}/indexes/docs/documents/bulk-{i}").status_code == 200 for i in range(200)]
+        assert all(present) or not any(present)
+        top = httpx.post(f"{server.url}/search", json={"query": "how do solar panels make electricity", "k": 1})
+        assert top.json()["hits"][0]["id"] == "solar-1"
+    finally:
+        server.stop()
+
+
+def _post_quietly(url: str, body: dict) -> None:
+    try:
+        httpx.post(url, json=body, headers=W, timeout=60)
+    except httpx.HTTPError:
+        pass
+
+
+def test_openapi_fuzz_finds_no_server_error(server):
+    """schemathesis against the live OpenAPI schema: no 5xx on generated requests."""
+    exe = shutil.which("schemathesis") or shutil.which("st")
+    if exe is None:
+        pytest.skip("schemathesis not installed (pip install -e '.[test]')")
+    result = subprocess.run([exe, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
+                             "--max-examples", "15", "-H", f"X-API-Key: {KEY}", "--no-color"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
