@@ -19,7 +19,7 @@ from .reduce import Reduced, idf_from_token_ids, reduce_tokens
 from .segment import SegmentArrays, build_ivf
 from .store import IndexStore, append_segment, create_index, rewrite_index
 
-__all__ = ["TokenBatch", "build_index", "add_to_index", "compact_index"]
+__all__ = ["TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
 
 _SAMPLE_CAP = 262_144  # vectors used to fit the codec at most (k-means also caps at 40 per centroid)
 
@@ -59,28 +59,48 @@ def _id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65536 else np.int32)
 
 
+def fit_codec(batch: TokenBatch, recipe: Recipe | str, *, collection_docs: int, idf: np.ndarray,
+              stopword_ids: np.ndarray | None = None, seed: int = 0) -> ResidualCodec:
+    """Fit a codec on a sample of documents, reduced by the recipe as a build would reduce them.
+
+    collection_docs: documents in the whole collection; the stored vectors it will have are
+    extrapolated from the sample's, and set the number of centroids.
+    Shards built with one such codec (build_index(codec=...)) are compatible: same centroids and
+    buckets, so their scores compare and their segments could be merged."""
+    recipe = Recipe.parse(recipe) if isinstance(recipe, str) else recipe
+    reduced = _reduce(batch, recipe, idf, stopword_ids, seed)
+    rng = np.random.default_rng(seed)
+    sample = reduced.vectors[np.sort(rng.permutation(len(reduced.vectors))[:_SAMPLE_CAP])]
+    n_vectors = int(len(reduced.vectors) * collection_docs / max(1, len(batch.lengths)))
+    return ResidualCodec.fit(sample, nbits=recipe.nbits, n_centroids=recipe.n_centroids, pca_dim=recipe.pca_dim,
+                             n_vectors=n_vectors, seed=seed)
+
+
 def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: Recipe | str,
                 info: dict, vocab_size: int, stopword_ids: np.ndarray | None = None,
-                seed: int = 0) -> dict:
+                seed: int = 0, codec: ResidualCodec | None = None, idf: np.ndarray | None = None) -> dict:
     """Reduce, fit the codec, compress and write a new index; returns the manifest.
 
     info: manifest fields to record (encoder name and settings, ...). The manifest gets
     `build` statistics: seconds per stage and vectors removed by each reduction rule.
+    codec, idf: given (a shard of a larger collection), they are used instead of fitted here.
     """
     recipe = Recipe.parse(recipe) if isinstance(recipe, str) else recipe
     if len(documents) != len(batch.lengths):
         raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
     timings = {}
     started = time.perf_counter()
-    idf = idf_from_token_ids(batch.token_ids, batch.lengths, vocab_size)
+    if idf is None:
+        idf = idf_from_token_ids(batch.token_ids, batch.lengths, vocab_size)
     reduced = _reduce(batch, recipe, idf, stopword_ids, seed)
     timings["reduce_seconds"] = time.perf_counter() - started
 
     t = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    sample = reduced.vectors[np.sort(rng.permutation(len(reduced.vectors))[:_SAMPLE_CAP])]
-    codec = ResidualCodec.fit(sample, nbits=recipe.nbits, n_centroids=recipe.n_centroids,
-                              pca_dim=recipe.pca_dim, n_vectors=len(reduced.vectors), seed=seed)
+    if codec is None:
+        rng = np.random.default_rng(seed)
+        sample = reduced.vectors[np.sort(rng.permutation(len(reduced.vectors))[:_SAMPLE_CAP])]
+        codec = ResidualCodec.fit(sample, nbits=recipe.nbits, n_centroids=recipe.n_centroids,
+                                  pca_dim=recipe.pca_dim, n_vectors=len(reduced.vectors), seed=seed)
     timings["codec_fit_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()

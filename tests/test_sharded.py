@@ -1,0 +1,91 @@
+"""Sharded builds (in-process and on a local Ray cluster) against a single index with the same codec."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from indexes.build import TokenBatch, build_index
+from indexes.sharded import read_shards
+from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
+from retriever.sharded import ShardedSearcher, build_sharded, shard_ranges
+from retriever.stopwords import stopword_token_ids
+from conftest import SAMPLE
+
+
+def test_shard_ranges_cover_every_document_once():
+    ranges = shard_ranges(10, 3)
+    assert [list(r) for r in ranges] == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    with pytest.raises(ValueError, match="shards"):
+        shard_ranges(2, 3)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_encoder(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return read_corpus(SAMPLE)
+
+
+def _single_with_same_codec(path, sharded_dir, documents, encoder):
+    """One index of all documents, coded with the sharded build's codec and idf."""
+    first = Index.open(sharded_dir / read_shards(sharded_dir)["shards"][0])
+    e = encoder.encode_documents([d.full_text for d in documents], show_progress=False)
+    build_index(path, TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms), [d.to_dict() for d in documents],
+                recipe=first.manifest["recipe"], info={"encoder": first.encoder_spec, "encoding": {}},
+                vocab_size=len(encoder.tokenizer), codec=first.store.codec, idf=first.store.idf,
+                stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist))
+    return Index.open(path)
+
+
+def _assert_same_results(sharded_dir, single, encoder, **kwargs):
+    texts = [q.text for q in read_queries(SAMPLE)]
+    a = ShardedSearcher(sharded_dir, encoder=encoder, **kwargs).search_batch(texts, k=8)
+    b = Searcher(single, encoder=encoder, **kwargs).search_batch(texts, k=8)
+    assert a.doc_ids == b.doc_ids
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_build_equals_single_index_with_the_same_codec(tmp_path, documents, encoder):
+    manifest = build_sharded(tmp_path / "sharded", documents, encoder, n_shards=3)
+    assert len(manifest["shards"]) == 3 and manifest["n_docs"] == len(documents)
+    single = _single_with_same_codec(tmp_path / "single", tmp_path / "sharded", documents, encoder)
+    _assert_same_results(tmp_path / "sharded", single, encoder, engine="exhaustive")
+    _assert_same_results(tmp_path / "sharded", single, encoder, nprobe=10_000, n_candidates=10_000)
+    # A rebuild replaces the shards as a whole: the old build's folders are gone.
+    again = build_sharded(tmp_path / "sharded", documents, encoder, n_shards=2)
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir() if p.is_dir()) == sorted(again["shards"])
+
+
+def test_ray_build_survives_a_killed_worker(tmp_path, documents, encoder):
+    ray = pytest.importorskip("ray", reason="Ray not installed (pip install -e '.[ray]')")
+    marker = tmp_path / "crashed-once"
+    os.environ["TESSERA_CRASH_ONCE"] = str(marker)        # the first shard task kills its worker
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+                 object_store_memory=200 * 2**20)
+        manifest = build_sharded(tmp_path / "ray", documents, encoder, n_shards=2, use_ray=True)
+    finally:
+        del os.environ["TESSERA_CRASH_ONCE"]
+        ray.shutdown()
+    assert marker.exists(), "no worker was killed: the test did not test a retry"
+    assert manifest["ray"] and sum(s["documents"] for s in manifest["build"]["shards"]) == len(documents)
+    single = _single_with_same_codec(tmp_path / "single", tmp_path / "ray", documents, encoder)
+    _assert_same_results(tmp_path / "ray", single, encoder, engine="exhaustive")
+    _assert_same_results(tmp_path / "ray", single, encoder)
+
+
+def test_cli_builds_and_searches_a_sharded_index(tmp_path, capsys):
+    import tessera
+
+    assert tessera.main(["index", "--corpus", str(SAMPLE), "--index", str(tmp_path / "sh"), "--shards", "2"]) == 0
+    assert tessera.main(["search", "--index", str(tmp_path / "sh"), "how do solar panels make electricity",
+                         "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 shards" in out and "solar-1" in out.splitlines()[-2]
+    assert tessera.main(["index", "--corpus", str(SAMPLE), "--index", str(tmp_path / "x"), "--ray"]) == 1
