@@ -112,6 +112,7 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
 
 
 def report(result: dict, out: Path) -> str:
+    from .report import save_table
     from .plots import labelled_scatter
 
     header = (f"{result['dataset']}: {result['n_docs']:,} documents, {result['n_vectors']:,} stored vectors, "
@@ -129,8 +130,7 @@ def report(result: dict, out: Path) -> str:
     labelled_scatter([(r["p50_ms_1t"], r["recall_vs_exhaustive"], r["setting"]) for r in result["rows"][1:]],
                      out / f"bench-{name}.png", xlabel="median latency per query, ms (1 thread, log scale)",
                      ylabel="recall of exhaustive top-10", title=f"Token retrieval + rescoring, {name}")
-    (out / f"bench-{name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"bench-{name}.md").write_text(table + "\n")
+    save_table(out, f"bench-{name}", result, table)
     return table
 
 

@@ -116,6 +116,7 @@ def run(index_dir: str, clients: int, seconds: float, add_share: float) -> dict:
 
 
 def report(result: dict, out: Path) -> str:
+    from .report import save_table
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -138,8 +139,7 @@ def report(result: dict, out: Path) -> str:
     fig.suptitle(f"Search API under load: {result['clients']} clients")
     fig.tight_layout()
     fig.savefig(out / "load.png", dpi=120)
-    (out / "load.json").write_text(json.dumps(result, indent=1))
-    (out / "load.md").write_text(table + "\n")
+    save_table(out, "load", result, table)
     return table
 
 

@@ -156,6 +156,7 @@ def _short(engine: str) -> str:
 
 
 def report(result: dict, out: Path) -> str:
+    from .report import save_table
     from .plots import labelled_scatter
 
     base = next(r for r in result["rows"] if r["engine"].startswith("PLAID k<=10"))
@@ -180,8 +181,7 @@ def report(result: dict, out: Path) -> str:
                       for r in result["rows"] if f"p50_ms_{t}t" in r],
                      out / f"plaid-{name}.png", xlabel=f"median latency per query, ms ({t} thread, log scale)",
                      ylabel="recall of exact top-10", title=f"Tessera vs PLAID, same vectors, {name}")
-    (out / f"plaid-{name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"plaid-{name}.md").write_text(table + "\n")
+    save_table(out, f"plaid-{name}", result, table)
     return table
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 from .plots import labelled_scatter
 from .run import EvalRun
 
-__all__ = ["write_report", "markdown"]
+__all__ = ["write_report", "markdown", "save_table"]
+
+
+def save_table(out: Path, stem: str, result, table: str) -> None:
+    """Write a benchmark's result as OUT/STEM.json and its Markdown table as OUT/STEM.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(table + "\n")
 
 
 def markdown(run: EvalRun) -> str:

@@ -74,6 +74,7 @@ def run(dataset: str, cache: str, work: str, build_docs: int, shard_counts: list
 
 
 def report(result: dict, out: Path) -> str:
+    from .report import save_table
     lines = ["| Ray CPUs (workers) | documents | build s (encoding included) | documents/s | vectors/s |",
              "|---|---|---|---|---|"]
     lines += [f"| {b['ray_cpus']} | {b['documents']:,} | {b['seconds']:.1f} | {b['docs_per_second']:.1f} | "
@@ -84,8 +85,7 @@ def report(result: dict, out: Path) -> str:
               f"{s['same_top10_as_1_shard']:.3f} |" for s in result["searches"]]
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "shards.json").write_text(json.dumps(result, indent=1))
-    (out / "shards.md").write_text(table + "\n")
+    save_table(out, "shards", result, table)
     return table
 
 

@@ -144,6 +144,7 @@ def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test"
 
 
 def report(result: dict, out: Path) -> str:
+    from .report import save_table
     from .plots import labelled_scatter
 
     lines = [f"{result['dataset']}: {result['documents']:,} documents, {result['queries']} queries; "
@@ -159,8 +160,7 @@ def report(result: dict, out: Path) -> str:
     points = [(r["p50_ms"], r["nDCG@10"], r["setting"]) for r in result["rows"] if np.isfinite(r["p50_ms"])]
     labelled_scatter(points, out / f"sparse-{result['dataset']}.png", xlabel="median latency per query, ms (log scale)",
                      ylabel="nDCG@10", title=f"Sparse, dense and hybrid first stages, {result['dataset']}")
-    (out / f"sparse-{result['dataset']}.json").write_text(json.dumps(result, indent=1))
-    (out / f"sparse-{result['dataset']}.md").write_text(table + "\n")
+    save_table(out, f"sparse-{result['dataset']}", result, table)
     return table
 
 

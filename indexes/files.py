@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import zlib
 from contextlib import contextmanager
@@ -15,6 +16,19 @@ __all__ = ["IndexFormatError", "fsync_dir", "crc32", "write_file", "write_npy", 
 
 class IndexFormatError(ValueError):
     """An index directory that is missing, of another version, or damaged."""
+
+
+def read_json(path: Path, missing: str) -> dict:
+    """A JSON object from `path`; IndexFormatError naming the file (and line) if absent or damaged."""
+    if not path.is_file():
+        raise IndexFormatError(missing)
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise IndexFormatError(f"{path}: damaged (line {e.lineno}: {e.msg})") from e
+    if not isinstance(value, dict):
+        raise IndexFormatError(f"{path}: not a JSON object")
+    return value
 
 
 def fsync_dir(path: Path) -> None:

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .files import IndexFormatError, fsync_dir, write_file
+from .files import IndexFormatError, fsync_dir, read_json, write_file
 
 __all__ = ["SHARDS_FILE", "is_sharded", "read_shards", "new_shard_names", "commit_shards"]
 
@@ -33,12 +33,7 @@ def is_sharded(directory: str | Path) -> bool:
 def read_shards(directory: str | Path) -> dict:
     """The sharded manifest, its format and version checked, with each shard's folder present."""
     path = Path(directory) / SHARDS_FILE
-    if not path.is_file():
-        raise IndexFormatError(f"{directory}: no sharded Tessera index here ({SHARDS_FILE} missing)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise IndexFormatError(f"{path}: damaged (line {e.lineno}: {e.msg})") from e
+    manifest = read_json(path, f"{directory}: no sharded Tessera index here ({SHARDS_FILE} missing)")
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise IndexFormatError(f"{path}: not a {FORMAT_NAME} manifest of version {FORMAT_VERSION}")
     for name in manifest["shards"]:

@@ -26,7 +26,7 @@ import torch
 
 from .codec import ResidualCodec
 from .maxsim import doc_blocks
-from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy, writer_lock
+from .files import IndexFormatError, check_file, fsync_dir, read_json, write_file, write_npy, writer_lock
 from .segment import Segment, SegmentArrays, write_segment
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "create_index", "append_segment",
@@ -45,13 +45,8 @@ def _new_name(prefix: str) -> str:
 def read_manifest(directory: str | Path) -> dict:
     """The manifest of the index in `directory`, its format and version checked."""
     path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise IndexFormatError(f"{directory}: no Tessera index here ({MANIFEST} missing)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise IndexFormatError(f"{path}: damaged manifest (line {e.lineno}: {e.msg})") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+    manifest = read_json(path, f"{directory}: no Tessera index here ({MANIFEST} missing)")
+    if manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{path}: not a Tessera index manifest")
     if manifest.get("version") not in READABLE_VERSIONS:
         raise IndexFormatError(f"{path}: index format version {manifest.get('version')}, "

@@ -85,7 +85,8 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
     spec = encoder_spec(encoder)
     started = time.perf_counter()
     # idf over the whole collection from the tokenizer alone (cheap), so every shard prunes alike.
-    ids = encoder.tokenizer([d.full_text for d in documents], add_special_tokens=False)["input_ids"]
+    ids = encoder.tokenizer([d.full_text for d in documents], add_special_tokens=False, truncation=True,
+                            max_length=encoder.config.doc_maxlen)["input_ids"]   # what the encoder will read
     vocab_size = len(encoder.tokenizer)
     idf = idf_from_token_ids(np.concatenate([np.asarray(x, np.int64) for x in ids]),
                              np.array([len(x) for x in ids]), vocab_size)

@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-window-ms", type=float, default=2.0,
                    help="how long the first request of a batch waits for others (default 2)")
     p.add_argument("--max-batch", type=int, default=32, help="queries per micro-batch (1: no batching)")
+    p.add_argument("--max-segments", type=int, default=8,
+                   help="merge an index's segments after an add leaves more than this many (default 8)")
     return p
 
 
@@ -60,7 +62,7 @@ def main(command: str = "serve", argv: list[str] | None = None) -> int:
             key = Path(args.api_key_file).read_text().splitlines()[0].strip()
         if key is not None and len(key) < 8:
             raise ValueError("the API key must have at least 8 characters")
-        handles = {name: IndexHandle(name, path) for name, path in specs.items()}
+        handles = {name: IndexHandle(name, path, max_segments=args.max_segments) for name, path in specs.items()}
     except (ValueError, FileNotFoundError, IndexError) as e:
         print(f"tessera serve: error: {e}", file=sys.stderr)
         return 1

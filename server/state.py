@@ -42,8 +42,9 @@ class Snapshot:
 class IndexHandle:
     """One served index: its encoder, current snapshot and write lock."""
 
-    def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None):
+    def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8):
         self.name = name
+        self.max_segments = max_segments   # every add writes a segment; past this many they are merged
         self.directory = Path(directory)
         index = Index.open(self.directory, verify=False)
         self.encoder = encoder or index.load_encoder()
@@ -65,6 +66,8 @@ class IndexHandle:
                 raise KeyError(f"{len(clash)} document id(s) already in index {self.name!r}, e.g. {clash[0]!r}; "
                                "send upsert: true to replace them")
             index.add(documents, self.encoder, upsert=upsert)
+            if len(index.store.segments) > self.max_segments:
+                index.compact()   # searches go on meanwhile, on the snapshot they hold
             return len(documents)
         return self._commit(change)
 

@@ -185,3 +185,17 @@ def test_openapi_fuzz_finds_no_server_error(server):
                              "--max-examples", "15", "-H", f"X-API-Key: {KEY}", "--no-color"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_adds_past_max_segments_are_merged(index_dir, tmp_path):
+    from server.state import IndexHandle
+    from retriever.corpus import Document
+
+    shutil.copytree(index_dir, tmp_path / "idx")
+    handle = IndexHandle("docs", tmp_path / "idx", max_segments=2)
+    for i in range(4):
+        handle.add([Document(id=f"n{i}", text=f"note {i} on tidal energy")], upsert=False)
+        assert len(handle.snapshot.index.store.segments) <= 2
+    assert {f"n{i}" for i in range(4)} <= set(handle.snapshot.index.store.position_of)
+    with pytest.raises(KeyError, match="upsert"):
+        handle.add([Document(id="n0", text="again")], upsert=False)
