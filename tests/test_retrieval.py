@@ -122,3 +122,18 @@ def test_residual_scores_cpu_path_equals_generic_gather(n_bytes):
     np.testing.assert_allclose(residual_scores(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
     from indexes.retrieval import _residual_scores_torch
     np.testing.assert_allclose(_residual_scores_torch(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_centroid_only_first_stage_scores_vectors_by_their_centroid(store):
+    """residuals=False (PLAID's centroid interaction): each vector counts as its centroid."""
+    if store.codec.nbits == 16:
+        pytest.skip("an fp16 index has no residuals to leave out")
+    q = queries(1, seed=9)[0]
+    seg = store.segments[0]
+    cs = q @ store.codec.centroids[np.asarray(seg.codes).astype(np.int64)].T          # (n_tokens, m)
+    offsets = np.asarray(seg.doc_offsets)
+    expected = {d: float(cs[:, offsets[d]:offsets[d + 1]].max(axis=1).sum()) for d in range(seg.n_docs)}
+    positions, scores = retrieve_candidates(store, torch.from_numpy(q), nprobe=store.codec.n_centroids,
+                                            n_candidates=10_000, residuals=False)
+    assert set(positions.tolist()) == set(expected)
+    np.testing.assert_allclose(scores, [expected[p] for p in positions.tolist()], rtol=1e-4, atol=1e-4)
