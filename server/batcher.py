@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .filters import allowed_mask
 from .state import IndexHandle, LatencyLog
 
 
@@ -111,7 +110,7 @@ class MicroBatcher:
                     searcher = snapshot.searcher(j0.engine, j0.quality, handle.encoder)
                     rows = np.concatenate([np.arange(r.start, r.stop) for _, r in parts])
                     k = max(jobs[i].k for i, _ in parts)
-                    allowed = None if j0.conditions is None else allowed_mask(snapshot.metadata, j0.conditions)
+                    allowed = None if j0.conditions is None else snapshot.allowed(j0.conditions)
                     results = searcher.search_batch(embeddings[rows], k=k, term_ids=term_ids[rows], allowed=allowed)
                 except Exception as e:  # noqa: BLE001
                     for i, _ in parts:

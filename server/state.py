@@ -8,6 +8,7 @@ assignment: later searches see all of the write, earlier ones none of it.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from retriever import Index, Searcher
 from retriever.corpus import Document
 from retriever.encoder import Encoder
 
+from .filters import allowed_mask
+
 
 @dataclass
 class Snapshot:
@@ -31,6 +34,17 @@ class Snapshot:
         if key not in self.searchers:
             self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality)
         return self.searchers[key]
+
+    def allowed(self, conditions: dict) -> np.ndarray:
+        """(n_positions,) bool mask of a metadata filter, cached per snapshot (RAG apps repeat filters)."""
+        key = json.dumps({f: c.model_dump() if hasattr(c, "model_dump") else c for f, c in conditions.items()},
+                         sort_keys=True, default=str)
+        cache = self.__dict__.setdefault("_allowed", {})
+        if key not in cache:
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            cache[key] = allowed_mask(self.metadata, conditions)
+        return cache[key]
 
     @cached_property
     def metadata(self) -> list[dict]:
