@@ -4,7 +4,7 @@ A build first fits one codec on a sample of the collection (and idf over all of 
 every shard with that codec, so scores from different shards compare and merging per-shard top-k
 lists gives the global top-k. With Ray each shard is a task (`max_retries`: a worker that dies
 is replaced and its shard rebuilt from scratch; each shard's write is atomic); without Ray the
-same function runs shard after shard in this process. Layout: indexes/sharded.py.
+same function runs shard after shard in this process. Layout: docs/index-format.md.
 """
 
 from __future__ import annotations
