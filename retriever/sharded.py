@@ -123,27 +123,60 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
     return commit_shards(directory, names, info)
 
 
+class _ShardSearcher:
+    """One shard's Searcher, searched with pre-encoded queries (the body of a Ray actor)."""
+
+    def __init__(self, directory: str, searcher_kwargs: dict):
+        self.index = Index.open(directory, verify=False)
+        self.searcher = Searcher(self.index, **searcher_kwargs)
+
+    def n_positions(self) -> int:
+        return self.index.store.n_positions
+
+    def search_batch(self, embeddings: np.ndarray, k: int, term_ids: np.ndarray | None) -> SearchResults:
+        return self.searcher.search_batch(embeddings, k=k, term_ids=term_ids)
+
+    def document(self, position: int) -> dict:
+        return self.index.store.document(position)
+
+
 class ShardedSearcher:
     """Scatter-gather search: every shard searches the query batch, the per-shard top-k merge.
 
-    Shards search in threads of this process (torch releases the GIL in its kernels). Keyword
-    arguments go to each shard's `Searcher` (engine, quality, nprobe, ...)."""
+    By default shards search in threads of this process (torch releases the GIL in its kernels);
+    with `ray=True` each shard is a Ray actor, placed by Ray on any node of the cluster (every
+    node must see the index directory). Keyword arguments go to each shard's `Searcher` (engine,
+    quality, nprobe, ...)."""
 
-    def __init__(self, directory: str | Path, encoder: Encoder | None = None, **searcher_kwargs):
+    def __init__(self, directory: str | Path, encoder: Encoder | None = None, *, ray: bool = False,
+                 **searcher_kwargs):
         self.manifest = read_shards(directory)
-        self.shards = [Index.open(Path(directory) / name, verify=False) for name in self.manifest["shards"]]
-        self.encoder = encoder or self.shards[0].load_encoder()
-        self.searchers = [Searcher(index, encoder=self.encoder, **searcher_kwargs) for index in self.shards]
-        self.bases = np.concatenate([[0], np.cumsum([index.store.n_positions for index in self.shards])])
-        self._pool = ThreadPoolExecutor(max_workers=len(self.shards), thread_name_prefix="tessera-shard")
+        paths = [str(Path(directory) / name) for name in self.manifest["shards"]]
+        self.encoder = encoder or encoder_from_spec(self.manifest["encoder"])
+        if ray:
+            import ray as ray_
+
+            actor = ray_.remote(num_cpus=1)(_ShardSearcher)
+            self._actors = [actor.remote(path, searcher_kwargs) for path in paths]
+            self._call = lambda method, *args: ray_.get([getattr(a, method).remote(*args) for a in self._actors])
+        else:
+            local = [_ShardSearcher(path, {"encoder": self.encoder, **searcher_kwargs}) for path in paths]
+            pool = ThreadPoolExecutor(max_workers=len(local), thread_name_prefix="tessera-shard")
+            self._call = lambda method, *args: list(pool.map(lambda shard: getattr(shard, method)(*args), local))
+            self._local = local
+        self.bases = np.concatenate([[0], np.cumsum(self._call("n_positions"))])
 
     def __len__(self) -> int:
-        return sum(len(index) for index in self.shards)
+        return int(self.manifest["n_docs"])
 
     def document(self, position: int) -> dict:
         """The stored document at a global position (as search results give)."""
         shard = int(np.searchsorted(self.bases, position, side="right")) - 1
-        return self.shards[shard].store.document(int(position - self.bases[shard]))
+        local = int(position - self.bases[shard])
+        if hasattr(self, "_local"):
+            return self._local[shard].document(local)
+        import ray as ray_
+        return ray_.get(self._actors[shard].document.remote(local))
 
     def search(self, query: str, k: int = 10) -> SearchResults:
         return self.search_batch([query], k)
@@ -155,7 +188,7 @@ class ShardedSearcher:
         else:
             embeddings = self.encoder.encode_queries(list(queries))
             term_ids = self.encoder.query_term_ids(list(queries))
-        parts = list(self._pool.map(lambda s: s.search_batch(embeddings, k=k, term_ids=term_ids), self.searchers))
+        parts = self._call("search_batch", embeddings, k, term_ids)
         scores = np.concatenate([p.scores for p in parts], axis=1)
         indices = np.concatenate([np.where(p.indices >= 0, p.indices + self.bases[i], -1)
                                   for i, p in enumerate(parts)], axis=1)

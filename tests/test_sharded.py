@@ -70,6 +70,12 @@ def test_ray_build_survives_a_killed_worker(tmp_path, documents, encoder):
         ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
                  object_store_memory=200 * 2**20)
         manifest = build_sharded(tmp_path / "ray", documents, encoder, n_shards=2, use_ray=True)
+        # The same shards searched by Ray actors answer exactly as searched in threads.
+        texts = [q.text for q in read_queries(SAMPLE)]
+        by_actors = ShardedSearcher(tmp_path / "ray", encoder=encoder, ray=True).search_batch(texts, k=5)
+        by_threads = ShardedSearcher(tmp_path / "ray", encoder=encoder).search_batch(texts, k=5)
+        assert by_actors.doc_ids == by_threads.doc_ids
+        np.testing.assert_allclose(by_actors.scores, by_threads.scores, rtol=1e-6)
     finally:
         del os.environ["TESSERA_CRASH_ONCE"]
         ray.shutdown()
