@@ -5,7 +5,7 @@
         --plaid-index /tmp/plaid-scifact [--out docs/plaid]
 
 PyLate is not a Tessera dependency: run this from a virtual environment that has both (see
-"PLAID side by side" in docs/benchmarks.md for the install). Both engines index the very same
+"Against PLAID, side by side in one run" in docs/benchmarks.md for the install). Both engines index the very same
 document vectors, read from Tessera's encoded cache, and search the very same query vectors
 (padding rows dropped), so the only difference is the engine. The PLAID index is built once
 (nbits=4, PyLate's defaults otherwise) and reused. Each setting then times every query alone, in
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import pylate  # noqa: F401
     except ImportError:
-        p.error("PyLate is not installed in this environment; see 'PLAID side by side' in docs/benchmarks.md")
+        p.error("PyLate is not installed in this environment; see 'Against PLAID, side by side in one run' in docs/benchmarks.md")
     if args.build_only:
         from retriever import load_encoder, read_corpus
         from retriever.cache import encode_corpus_cached
