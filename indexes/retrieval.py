@@ -23,7 +23,8 @@ from .codec import ResidualCodec
 from .maxsim import maxsim_scores
 from .store import IndexStore
 
-__all__ = ["residual_tables", "residual_scores", "query_tables", "score_pairs", "retrieve_candidates", "rescore"]
+__all__ = ["residual_tables", "residual_scores", "query_tables", "score_pairs", "rank_documents",
+           "retrieve_candidates", "rescore"]
 
 
 def residual_tables(codec: ResidualCodec, queries: torch.Tensor) -> torch.Tensor:
@@ -171,15 +172,21 @@ def retrieve_candidates(store: IndexStore, query: torch.Tensor, *, nprobe: int =
         keep = rank < k_prime
         tok, docs, scores = tok[keep], docs[keep], scores[keep]
         missing = torch.minimum(missing, kth)
+    return rank_documents(tok, docs, scores, n_tokens, missing, n_candidates)
+
+
+def rank_documents(tok: torch.Tensor, docs: torch.Tensor, scores: torch.Tensor, n_tokens: int,
+                   missing: torch.Tensor, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum over query tokens of each document's best (token, vector) score; a token with no pair
+    for a document contributes missing[token]. tok, docs, scores: (P,); missing: (n_tokens,).
+    Returns the top n_candidates (positions, scores), best first."""
     if len(docs) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     unique_docs, column = torch.unique(docs, return_inverse=True)
-    best = torch.full((n_tokens * len(unique_docs),), -torch.inf, device=device)
+    best = torch.full((n_tokens * len(unique_docs),), -torch.inf, device=scores.device)
     best = best.scatter_reduce(0, tok * len(unique_docs) + column, scores, "amax").reshape(n_tokens, -1)
     best = torch.where(torch.isinf(best), missing[:, None], best)          # (n_tokens, n_unique_docs)
-    total = best.sum(dim=0)
-    k = min(n_candidates, len(unique_docs))
-    top_scores, top_idx = total.topk(k)
+    top_scores, top_idx = best.sum(dim=0).topk(min(n_candidates, len(unique_docs)))
     return unique_docs[top_idx].cpu().numpy(), top_scores.cpu().numpy().astype(np.float32)
 
 

@@ -49,7 +49,7 @@ def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
     vocabulary id of each row, -1 for rows that stand for no term (they probe nothing).
     Returns (positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates.
     """
-    from .retrieval import _expand_ranges, query_tables, score_pairs   # shared with centroid retrieval
+    from .retrieval import _expand_ranges, query_tables, rank_documents, score_pairs   # shared with centroid retrieval
 
     term_ids = np.asarray(term_ids, dtype=np.int64)
     if len(term_ids) != query.shape[0]:
@@ -63,8 +63,9 @@ def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
                              "compact the index (Index.compact) or rebuild it to add them")
         offsets = np.asarray(segment.vocab_offsets)
         terms = term_ids[rows_with_term]
-        terms = np.where(terms < len(offsets) - 1, terms, 0)
-        starts, lengths = offsets[terms], offsets[terms + 1] - offsets[terms]
+        known = terms < len(offsets) - 1              # an id past the vocabulary has an empty list
+        terms = np.where(known, terms, 0)
+        starts, lengths = offsets[terms], np.where(known, offsets[terms + 1] - offsets[terms], 0)
         vector_ids = np.asarray(segment.vocab_vector_ids)[_expand_ranges(starts, lengths)].astype(np.int64)
         tokens = np.repeat(rows_with_term, lengths)
         parts.append(score_pairs(store, s, tokens, vector_ids, query, tables))
@@ -73,12 +74,6 @@ def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
     scores = torch.cat([p[2] for p in parts])
     alive = torch.from_numpy(store.alive).to(query.device)[docs]
     tok, docs, scores = tok[alive], docs[alive], scores[alive]
-    if len(docs) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    unique_docs, column = torch.unique(docs, return_inverse=True)
-    n_tokens = query.shape[0]
-    best = torch.full((n_tokens * len(unique_docs),), -torch.inf, device=query.device)
-    best = best.scatter_reduce(0, tok * len(unique_docs) + column, scores, "amax").reshape(n_tokens, -1)
-    total = torch.where(torch.isinf(best), 0.0, best).sum(dim=0)
-    top_scores, top_idx = total.topk(min(n_candidates, len(unique_docs)))
-    return unique_docs[top_idx].cpu().numpy(), top_scores.cpu().numpy().astype(np.float32)
+    # Exact-term matching: a query token that finds no vector of its term in a document adds 0.
+    return rank_documents(tok, docs, scores, query.shape[0], torch.zeros(query.shape[0], device=query.device),
+                          n_candidates)

@@ -168,8 +168,7 @@ class Searcher:
     def _token_search(self, queries: torch.Tensor, k: int, term_ids: np.ndarray | None, store,
                       allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         n_q = queries.shape[0]
-        if allowed is not None:
-            allowed_positions = np.flatnonzero(allowed & store.alive)
+        allowed_positions = None   # every allowed live document, computed once if a query needs it
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         real_rows = (queries.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
@@ -178,8 +177,11 @@ class Searcher:
             positions = self._candidates(real, k, None if term_ids is None else term_ids[i][real_rows[i]], store)
             if allowed is not None:
                 positions = positions[allowed[positions]]
-                if len(positions) < k and len(allowed_positions) <= EXACT_FILTER_LIMIT:
-                    positions = allowed_positions   # a selective filter: score every allowed document
+                if len(positions) < k:
+                    if allowed_positions is None:
+                        allowed_positions = np.flatnonzero(allowed & store.alive)
+                    if len(allowed_positions) <= EXACT_FILTER_LIMIT:
+                        positions = allowed_positions   # a selective filter: score every allowed document
             exact = rescore(store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()

@@ -157,13 +157,13 @@ class ShardedSearcher:
             import ray as ray_
 
             actor = ray_.remote(num_cpus=1)(_ShardSearcher)
-            self._actors = [actor.remote(path, searcher_kwargs) for path in paths]
-            self._call = lambda method, *args: ray_.get([getattr(a, method).remote(*args) for a in self._actors])
+            shards = [actor.remote(path, searcher_kwargs) for path in paths]
+            self._call = lambda method, *args, on=shards: ray_.get([getattr(a, method).remote(*args) for a in on])
         else:
-            local = [_ShardSearcher(path, {"encoder": self.encoder, **searcher_kwargs}) for path in paths]
-            pool = ThreadPoolExecutor(max_workers=len(local), thread_name_prefix="tessera-shard")
-            self._call = lambda method, *args: list(pool.map(lambda shard: getattr(shard, method)(*args), local))
-            self._local = local
+            shards = [_ShardSearcher(path, {"encoder": self.encoder, **searcher_kwargs}) for path in paths]
+            pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="tessera-shard")
+            self._call = lambda method, *args, on=shards: list(pool.map(lambda x: getattr(x, method)(*args), on))
+        self._shards = shards
         self.bases = np.concatenate([[0], np.cumsum(self._call("n_positions"))])
 
     def __len__(self) -> int:
@@ -172,11 +172,7 @@ class ShardedSearcher:
     def document(self, position: int) -> dict:
         """The stored document at a global position (as search results give)."""
         shard = int(np.searchsorted(self.bases, position, side="right")) - 1
-        local = int(position - self.bases[shard])
-        if hasattr(self, "_local"):
-            return self._local[shard].document(local)
-        import ray as ray_
-        return ray_.get(self._actors[shard].document.remote(local))
+        return self._call("document", int(position - self.bases[shard]), on=[self._shards[shard]])[0]
 
     def search(self, query: str, k: int = 10) -> SearchResults:
         return self.search_batch([query], k)
