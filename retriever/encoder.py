@@ -7,8 +7,10 @@ queries and documents are framed (markers, lengths, [MASK] augmentation, skiplis
 
 from __future__ import annotations
 
+import math
 import string
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -16,7 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["EncoderConfig", "DocumentEmbeddings", "Encoder"]
+__all__ = ["EncoderConfig", "DocumentEmbeddings", "Encoder", "QueryTruncatedWarning"]
+
+
+class QueryTruncatedWarning(UserWarning):
+    """A query was longer than the encoder's cap (query_max_tokens, or the model's maximum)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,11 @@ class EncoderConfig:
     """How a checkpoint frames queries and documents.
 
     query_maxlen / doc_maxlen count every token, special tokens and markers included.
+    Documents are truncated at doc_maxlen. Queries are never cut at query_maxlen: it is the
+    length a short query is padded to ([MASK] augmentation) and the step by which a longer
+    query's length is rounded up, so a query is encoded whole.
+    query_max_tokens: a cap on query tokens (None: the model's own maximum). A query over the
+    cap is truncated with a QueryTruncatedWarning saying how many tokens were dropped.
     query_marker / doc_marker: a token (e.g. "[unused0]", "[Q]") inserted right after the
     first special token, as ColBERT does; None for no marker.
     query_augment: pad every query to query_maxlen with [MASK] and keep a vector for each
@@ -40,6 +51,7 @@ class EncoderConfig:
     query_augment: bool = False
     attend_to_mask_tokens: bool = False
     skiplist: tuple[str, ...] = tuple(string.punctuation)
+    query_max_tokens: int | None = None
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -159,54 +171,108 @@ class Encoder:
             attention[row, : len(seq)] = 1
         return ids, attention
 
-    def tokenize_queries(self, queries: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Model inputs for a batch of queries.
+    @property
+    def query_token_limit(self) -> int:
+        """Most tokens a query may have: the user's cap (query_max_tokens), else the model's
+        own maximum (the tokenizer's model_max_length, bounded by the position embeddings)."""
+        limits = [getattr(self.model.config, "max_position_embeddings", None),
+                  getattr(self.tokenizer, "model_max_length", None), self.config.query_max_tokens]
+        limits = [int(n) for n in limits if n is not None and 0 < n < 1_000_000]
+        return min(limits) if limits else 512
 
-        Returns (input_ids, attention, keep), each (n_queries, L) int64. With augmentation
-        L = query_maxlen, the tail is [MASK] (attended to only if the config says so) and
-        every position is kept; without it, L is the longest query and padding is not kept.
+    def _frame_queries(self, queries: Sequence[str]) -> list[list[int]]:
+        """Token ids of each query, whole: special tokens and the marker, cut only past
+        `query_token_limit` (then the final special token is kept and a warning names the loss)."""
+        limit = self.query_token_limit
+        marker = self._query_marker_id
+        if limit < 3 + (marker is not None):
+            raise ValueError(f"{self.name}: query limit {limit} leaves no room for text")
+        framed = self.tokenizer(list(queries), add_special_tokens=True, truncation=False,
+                                verbose=False)["input_ids"]
+        dropped = []
+        for ids in framed:
+            if marker is not None:
+                ids.insert(1, marker)
+            if len(ids) > limit:
+                dropped.append(len(ids) - limit)
+                ids[limit - 1:] = ids[-1:]            # keep the closing special token ([SEP])
+        if dropped:
+            warnings.warn(f"{self.name}: {len(dropped)} of {len(framed)} queries exceed {limit} tokens and were "
+                          f"truncated, dropping {sum(dropped)} tokens (at most {max(dropped)} from one query); "
+                          "raise or unset query_max_tokens to keep them", QueryTruncatedWarning, stacklevel=3)
+        return framed
+
+    def query_length(self, n_tokens: int) -> int:
+        """Rows a query of n_tokens framed tokens gets. With [MASK] augmentation: query_maxlen,
+        or for a longer query its length rounded up to a multiple of query_maxlen (capped at the
+        limit), the rest padded with [MASK]; without augmentation: its own tokens."""
+        if not self.config.query_augment:
+            return n_tokens
+        step = max(1, self.config.query_maxlen)
+        return min(max(step, step * math.ceil(n_tokens / step)), max(n_tokens, self.query_token_limit))
+
+    def tokenize_queries(self, queries: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Model inputs for a batch of queries, each encoded whole.
+
+        Returns (input_ids, attention, keep), each (n_queries, L) int64, L = max(query_maxlen,
+        the longest query's `query_length`). With augmentation each query is padded with [MASK]
+        to its own `query_length` (attended to only if the config says so) and those rows are
+        kept; positions past that (a longer query shares the batch) are padding: not attended
+        to and not kept, so a query's vectors do not depend on its batch.
         """
         cfg, tok = self.config, self.tokenizer
-        framed = self._frame(queries, cfg.query_maxlen, self._query_marker_id)
-        if cfg.query_augment:
-            ids, attention = self._pad(framed, cfg.query_maxlen, tok.mask_token_id)
-            keep = torch.ones_like(attention)
-            if cfg.attend_to_mask_tokens:
-                attention = torch.ones_like(attention)
-            return ids, attention, keep
-        ids, attention = self._pad(framed, max(map(len, framed)), tok.pad_token_id)
-        return ids, attention, attention.clone()
+        framed = self._frame_queries(queries)
+        lengths = [self.query_length(len(ids)) for ids in framed]
+        width = max([cfg.query_maxlen, *lengths])
+        ids = torch.full((len(framed), width), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(framed), width), dtype=torch.long)
+        keep = torch.zeros((len(framed), width), dtype=torch.long)
+        for row, (seq, length) in enumerate(zip(framed, lengths)):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            attention[row, : len(seq)] = 1
+            if cfg.query_augment:
+                ids[row, len(seq):length] = tok.mask_token_id
+                if cfg.attend_to_mask_tokens:
+                    attention[row, :length] = 1
+            keep[row, :length] = 1
+        return ids, attention, keep
 
     def encode_queries(self, queries: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Encode queries to a fixed-length block.
+        """Encode queries whole to one block.
 
-        Returns (n_queries, query_maxlen, dim) float32. With query augmentation every row is a
-        vector ([MASK] positions included); without it, rows past a query's tokens are zero,
-        which adds the same 0 to every document's MaxSim score.
+        Returns (n_queries, L, dim) float32 with L = max(query_maxlen, the longest query's
+        `query_length`). Rows past a query's own length are zero: each adds the same 0 to every
+        document's MaxSim score, and token retrieval skips them.
         """
         if isinstance(queries, str):
             raise TypeError("encode_queries takes a list of strings; wrap a single query in a list")
-        out = np.zeros((len(queries), self.config.query_maxlen, self.dim), dtype=np.float32)
+        parts = []
         for start in range(0, len(queries), batch_size):
             ids, attention, keep = self.tokenize_queries(queries[start : start + batch_size])
             vectors = self._forward(ids, attention)[0] * keep.unsqueeze(-1).to(self.device)
-            out[start : start + len(ids), : vectors.shape[1]] = vectors.cpu().numpy()
+            parts.append(vectors.cpu().numpy())
+        width = max([self.config.query_maxlen, *(p.shape[1] for p in parts)])
+        out = np.zeros((len(queries), width, self.dim), dtype=np.float32)
+        row = 0
+        for p in parts:
+            out[row : row + len(p), : p.shape[1]] = p
+            row += len(p)
         return out
 
     def query_term_ids(self, queries: Sequence[str]) -> np.ndarray:
-        """(n_queries, query_maxlen) int32: the vocabulary id behind each row of `encode_queries`,
-        -1 where the row stands for no text term (special tokens, marker, [MASK], padding).
+        """(n_queries, L) int32, L as `encode_queries` gives for the same list (same batch_size):
+        the vocabulary id behind each row, -1 where the row stands for no text term (special
+        tokens, marker, [MASK], padding).
 
         The vocabulary-list first stage probes only these terms' lists."""
         if isinstance(queries, str):
             raise TypeError("query_term_ids takes a list of strings")
-        ids, _, keep = self.tokenize_queries(queries)
-        out = np.full((len(queries), self.config.query_maxlen), -1, dtype=np.int32)
-        width = min(ids.shape[1], out.shape[1])
+        with warnings.catch_warnings():        # encode_queries already warned about truncation
+            warnings.simplefilter("ignore", QueryTruncatedWarning)
+            ids, _, keep = self.tokenize_queries(queries)
         special = torch.tensor(sorted(set(self.tokenizer.all_special_ids) | {self._query_marker_id or -1}))
         text = keep.bool() & ~torch.isin(ids, special)
-        out[:, :width] = torch.where(text, ids, -1)[:, :width].numpy()
-        return out
+        return torch.where(text, ids, -1).numpy().astype(np.int32)
 
     def encode_documents(self, documents: Sequence[str], batch_size: int = 32,
                          show_progress: bool = True) -> DocumentEmbeddings:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import string
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from retriever import load_encoder
+from retriever.encoder import QueryTruncatedWarning
 from conftest import reference_vectors
 
 
@@ -88,11 +90,41 @@ def test_attend_to_mask_tokens_comes_from_config(colbert_ai_checkpoint):
     assert attention.all()
 
 
-def test_long_query_is_truncated_to_query_length(pylate_checkpoint):
-    enc = load_encoder(pylate_checkpoint[0], device="cpu")
-    ids, _, _ = enc.tokenize_queries([" ".join(["cat"] * 50)])
-    assert ids.shape == (1, 10)
-    assert ids[0, -1].item() == enc.tokenizer.sep_token_id
+def test_long_query_is_encoded_whole_and_padded_to_a_multiple(pylate_checkpoint):
+    enc = load_encoder(pylate_checkpoint[0], device="cpu")       # query_length 10, [MASK] expansion
+    tok = enc.tokenizer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QueryTruncatedWarning)    # nothing may be cut silently or not
+        ids, attention, keep = enc.tokenize_queries([" ".join(["cat"] * 50)])
+    n = 50 + 3                                                   # [CLS] [Q] cat x 50 [SEP]
+    assert ids.shape == (1, 60)                                  # rounded up to a multiple of 10
+    assert (ids[0, 2:52] == tok.convert_tokens_to_ids("cat")).all() and ids[0, 52] == tok.sep_token_id
+    assert (ids[0, n:] == tok.mask_token_id).all() and keep.all()
+    assert attention[0].tolist() == [1] * n + [0] * (60 - n)
+
+
+def test_capped_query_is_truncated_with_a_warning(pylate_checkpoint):
+    enc = load_encoder(pylate_checkpoint[0], device="cpu", query_max_tokens=20)
+    with pytest.warns(QueryTruncatedWarning, match="dropping 33 tokens"):
+        ids, _, keep = enc.tokenize_queries([" ".join(["cat"] * 50), "dog"])
+    assert ids.shape == (2, 20) and ids[0, 19] == enc.tokenizer.sep_token_id
+    assert keep[1].sum() == 10                                   # the short query keeps its own length
+
+
+def test_queries_of_mixed_lengths_encode_as_alone(pylate_checkpoint, colbert_ai_checkpoint):
+    texts = ["cat", " ".join(["the cat sat on the mat"] * 6), "dog sat", " ".join(["hello world"] * 9)]
+    for folder, overrides in ((pylate_checkpoint[0], {}), (colbert_ai_checkpoint[0], {}),
+                              (pylate_checkpoint[0], {"query_augment": False})):
+        enc = load_encoder(folder, device="cpu", **overrides)
+        together = enc.encode_queries(texts)
+        terms = enc.query_term_ids(texts)
+        assert terms.shape == together.shape[:2]
+        for i, text in enumerate(texts):
+            alone = enc.encode_queries([text])[0]
+            width = alone.shape[0]
+            np.testing.assert_allclose(together[i, :width], alone, atol=1e-4)
+            assert not together[i, width:].any()                  # padding rows are zero
+            np.testing.assert_array_equal(terms[i, :width], enc.query_term_ids([text])[0])
 
 
 def test_without_augmentation_padding_rows_are_zero(pylate_checkpoint):

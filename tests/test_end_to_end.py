@@ -199,3 +199,28 @@ def test_vocab_engine_needs_term_ids_for_pre_encoded_queries(sample_index, encod
     terms = encoder.query_term_ids(["solar power"])
     a = Searcher(sample_index, encoder=encoder, engine="vocab").search_batch(q, k=3, term_ids=terms)
     assert a.doc_ids == Searcher(sample_index, encoder=encoder, engine="vocab").search(["solar power"][0], k=3).doc_ids
+
+
+def test_the_40th_query_token_decides_the_ranking(tmp_path, encoder):
+    """A query is encoded whole: its deciding word, past the old 32-token cut, changes the ranking."""
+    from retriever import Document
+    from retriever.encoder import QueryTruncatedWarning
+
+    animals = ["cat", "dog", "horse", "parrot"]
+    docs = [Document(id=a, text=f"The family keeps one pet at home, and that pet is a {a}.") for a in animals]
+    index = Index.build(tmp_path / "idx", docs, encoder, recipe="fp16", show_progress=False)
+    filler = ("please read the following question carefully because it is about the small family that lives "
+              "in the old house near the river and about the one animal they keep").split()
+    tokens = len(encoder.tokenizer.tokenize(" ".join(filler)))
+    query = " ".join(filler) + " " + " ".join(["and"] * (34 - tokens)) + " which pet is a cat"
+    framed = encoder.tokenizer.convert_ids_to_tokens(encoder.tokenizer(query)["input_ids"])
+    assert framed.index("cat") == 39                       # the 40th token ([CLS] is the 1st)
+    whole = Searcher(index, encoder=encoder, engine="exhaustive").search(query, k=4)
+    assert whole.doc_ids[0][0] == "cat"
+    whole_gap = whole.scores[0][0] - whole.scores[0][1]
+    capped_encoder = load_encoder(device="cpu", query_max_tokens=32)
+    with pytest.warns(QueryTruncatedWarning, match="truncated"):
+        capped = Searcher(index, encoder=capped_encoder, engine="exhaustive").search(query, k=4)
+    scores = dict(capped.hits(0))
+    capped_gap = scores["cat"] - max(s for d, s in scores.items() if d != "cat")
+    assert whole_gap > 0.2 and capped_gap < whole_gap / 4      # the cut query barely tells the pets apart

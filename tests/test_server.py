@@ -91,12 +91,26 @@ def test_search_returns_ranked_hits_with_documents(server):
     assert ids_only.json()["hits"][0]["text"] is None
 
 
+LONG_QUERY = ("I am writing a school report on renewable energy and I already covered hydro dams, tidal "
+              "barrages, geothermal plants and biomass boilers in detail, so what I still need to understand "
+              "is how the blades and the rotor of a wind turbine turn moving air into electrical energy")
+
+
 def test_batch_search_equals_single_searches(server):
-    queries = ["solar panels", "volcano eruption", "wind turbines"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = ["solar panels", LONG_QUERY, "volcano eruption", "wind turbines"]     # mixed lengths (> 32 tokens)
     batch = httpx.post(f"{server.url}/search/batch", json={"queries": queries, "k": 3}).json()
-    for q, result in zip(queries, batch["results"]):
-        single = httpx.post(f"{server.url}/search", json={"query": q, "k": 3}).json()
-        assert [h["id"] for h in result["hits"]] == [h["id"] for h in single["hits"]]
+    singles = [httpx.post(f"{server.url}/search", json={"query": q, "k": 3}).json() for q in queries]
+    with ThreadPoolExecutor(len(queries)) as pool:        # concurrent requests share micro-batches
+        together = list(pool.map(lambda q: httpx.post(f"{server.url}/search", json={"query": q, "k": 3}).json(),
+                                 queries * 3))
+    for i, single in enumerate(singles):
+        for other in (batch["results"][i], together[i], together[i + len(queries)]):
+            assert [h["id"] for h in other["hits"]] == [h["id"] for h in single["hits"]]
+            assert [h["score"] for h in other["hits"]] == pytest.approx([h["score"] for h in single["hits"]],
+                                                                         abs=1e-3)
+    assert singles[1]["hits"][0]["id"].startswith("wind")
 
 
 def test_metadata_filters_apply_before_rescoring(server):
