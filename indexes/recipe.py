@@ -4,6 +4,8 @@ Grammar: comma-separated parts, each at most once, in any order (printed in cano
 
     pool<N>     hierarchical token pooling, pool factor N (1 = off)          e.g. pool2
     kpool<N>    k-means token pooling instead of hierarchical                 e.g. kpool2
+    merge<C>    merge only near-duplicate vectors of a document: groups whose  e.g. merge90
+                every pair has cosine >= C/100 (complete linkage), C in 50..99
     stop        prune stopword and punctuation tokens
     idf<P>      prune the P% lowest-IDF vectors of each document              e.g. idf20
     first<K>    keep each document's first K vectors                          e.g. first128
@@ -25,13 +27,14 @@ from .reduce import PruneRules
 
 __all__ = ["Recipe", "DEFAULT_RECIPE"]
 
-_PART = re.compile(r"^(pool|kpool|stop|idf|first|norm|pca|res|fp16|c)(\d*)$")
+_PART = re.compile(r"^(pool|kpool|merge|stop|idf|first|norm|pca|res|fp16|c)(\d*)$")
 
 
 @dataclass(frozen=True)
 class Recipe:
     pool_factor: int = 1
     pool_method: str = "hierarchical"
+    merge_cosine: int = 0            # merge<C>: percent; pool_method "threshold"
     prune: PruneRules = PruneRules()
     pca_dim: int | None = None
     nbits: int = 2
@@ -43,10 +46,10 @@ class Recipe:
         for raw in filter(None, (p.strip() for p in text.split(","))):
             match = _PART.match(raw)
             if not match:
-                raise ValueError(f"recipe {text!r}: unknown part {raw!r}; parts: pool<N>, kpool<N>, stop, idf<P>, "
+                raise ValueError(f"recipe {text!r}: unknown part {raw!r}; parts: pool<N>, kpool<N>, merge<C>, stop, idf<P>, "
                                  "first<K>, norm<P>, pca<D>, res<1|2|4>, fp16, c<N>")
             name, number = match.group(1), match.group(2)
-            family = {"kpool": "pool", "fp16": "res"}.get(name, name)
+            family = {"kpool": "pool", "merge": "pool", "fp16": "res"}.get(name, name)
             if family in seen:
                 raise ValueError(f"recipe {text!r}: {family!r} given twice")
             seen.add(family)
@@ -58,6 +61,10 @@ class Recipe:
                 if not 1 <= n <= 16:
                     raise ValueError(f"recipe {text!r}: pool factor must be 1..16")
                 recipe = replace(recipe, pool_factor=n, pool_method="kmeans" if name == "kpool" else "hierarchical")
+            elif name == "merge":
+                if not 50 <= n <= 99:
+                    raise ValueError(f"recipe {text!r}: merge cosine percentage must be 50..99")
+                recipe = replace(recipe, pool_method="threshold", merge_cosine=n)
             elif name == "stop":
                 recipe = replace(recipe, prune=replace(recipe.prune, stopwords=True))
             elif name in ("idf", "norm"):
@@ -81,7 +88,9 @@ class Recipe:
 
     def __str__(self) -> str:
         parts = []
-        if self.pool_factor > 1 or self.pool_method != "hierarchical":
+        if self.pool_method == "threshold":
+            parts.append(f"merge{self.merge_cosine}")
+        elif self.pool_factor > 1 or self.pool_method != "hierarchical":
             parts.append(f"{'kpool' if self.pool_method == 'kmeans' else 'pool'}{self.pool_factor}")
         p = self.prune
         if p.stopwords:

@@ -2,7 +2,11 @@
 
 Pruning (Lassance et al., "A study on token pruning for ColBERT") drops vectors by named,
 composable rules; pooling (Clavié et al. 2024, token pooling) merges similar vectors of a
-document into their renormalised mean. Every document keeps at least one vector, and every
+document into their renormalised mean. Pooling by a fixed factor ("hierarchical", "kmeans")
+halves every document alike, merging distinct content in a document of many distinct facts;
+"threshold" pooling merges only near-duplicates (complete linkage cut at a cosine distance,
+so every pair in a merged group has cosine >= the threshold): repeated phrasing shrinks,
+distinct attributes stay apart. Every document keeps at least one vector, and every
 kept vector remembers the token ids of the original vectors it stands for ("members"), which
 the vocabulary lists of a later step need.
 
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PruneRules", "Reduced", "prune_mask", "pool_tokens", "reduce_tokens", "idf_from_token_ids"]
+__all__ = ["PruneRules", "Reduced", "prune_mask", "pool_tokens", "reduce_tokens", "idf_from_token_ids",
+           "threshold_labels"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,18 @@ def _spherical_kmeans(vectors: np.ndarray, n_clusters: int, n_iter: int = 10) ->
     return (x @ centres.T).argmax(dim=1).numpy()
 
 
+def threshold_labels(vectors: np.ndarray, min_cosine: float) -> np.ndarray:
+    """(n,) cluster labels from 0 of one document's unit rows such that any two rows sharing a
+    label have cosine >= min_cosine: complete linkage (a cluster's height is its largest pairwise
+    distance) cut at cosine distance 1 - min_cosine."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=np.int64)
+    tree = linkage(vectors.astype(np.float64), method="complete", metric="cosine")
+    return fcluster(tree, t=1.0 - min_cosine, criterion="distance") - 1
+
+
 def _cluster_labels(vectors: np.ndarray, n_clusters: int, method: str, seed: int) -> np.ndarray:
     """Cluster label in [0, n_clusters) for each row of one document."""
     if method == "hierarchical":
@@ -158,12 +175,15 @@ def _cluster_labels(vectors: np.ndarray, n_clusters: int, method: str, seed: int
         return fcluster(tree, t=n_clusters, criterion="maxclust") - 1
     if method == "kmeans":
         return _spherical_kmeans(vectors, n_clusters)
-    raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans'")
+    raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans', 'threshold'")
 
 
 def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
-                method: str = "hierarchical", seed: int = 0, workers: int | None = None) -> Reduced:
-    """Merge each document's vectors into ceil(n / pool_factor) renormalised cluster means.
+                method: str = "hierarchical", seed: int = 0, workers: int | None = None,
+                min_cosine: float = 1.0) -> Reduced:
+    """Merge each document's vectors into renormalised cluster means: ceil(n / pool_factor)
+    clusters ("hierarchical", "kmeans"), or with method "threshold" as many as it takes for
+    every pair within a cluster to have cosine >= min_cosine (pool_factor is then unused).
 
     vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
     Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
@@ -180,7 +200,7 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
 
     def pool_range(first: int, end: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return [_pool_document(vectors[offsets[d]:offsets[d + 1]], token_ids[offsets[d]:offsets[d + 1]],
-                               pool_factor, method, seed) for d in range(first, end)]
+                               pool_factor, method, seed, min_cosine) for d in range(first, end)]
 
     with ThreadPoolExecutor(workers) as pool:
         parts = [doc for chunk in pool.map(pool_range, bounds[:-1], bounds[1:]) for doc in chunk]
@@ -197,13 +217,18 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
 
 
 def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: str,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   seed: int, min_cosine: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One document's pooled vectors (c, dim), member token ids in cluster order, members per cluster (c,)."""
     n = len(doc)
-    n_clusters = math.ceil(n / pool_factor)
-    if pool_factor == 1 or n <= 2 or n_clusters >= n:
-        return doc, ids, np.ones(n, dtype=np.int64)
-    labels = _cluster_labels(doc, n_clusters, method, seed)
+    if method == "threshold":
+        labels = threshold_labels(doc, min_cosine) if n >= 2 and min_cosine < 1.0 else np.arange(n)
+        if labels.max(initial=-1) + 1 >= n:
+            return doc, ids, np.ones(n, dtype=np.int64)
+    else:
+        n_clusters = math.ceil(n / pool_factor)
+        if pool_factor == 1 or n <= 2 or n_clusters >= n:
+            return doc, ids, np.ones(n, dtype=np.int64)
+        labels = _cluster_labels(doc, n_clusters, method, seed)
     order = np.argsort(labels, kind="stable")
     counts = np.unique(labels, return_counts=True)[1]                   # clusters in label order
     sums = np.add.reduceat(doc[order], np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
@@ -214,12 +239,12 @@ def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: s
 def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarray, *,
                   rules: PruneRules = PruneRules(), pool_factor: int = 1, pool_method: str = "hierarchical",
                   stopword_ids: np.ndarray | None = None, idf: np.ndarray | None = None,
-                  norms: np.ndarray | None = None, seed: int = 0) -> Reduced:
+                  norms: np.ndarray | None = None, seed: int = 0, min_cosine: float = 1.0) -> Reduced:
     """Prune, then pool. Shapes as in `Reduced`; counts of removed vectors per rule."""
     keep, removed = prune_mask(rules, token_ids, lengths, stopword_ids=stopword_ids, idf=idf, norms=norms)
     doc_of = np.repeat(np.arange(len(lengths)), lengths)
     kept_lengths = np.bincount(doc_of[keep], minlength=len(lengths)).astype(np.int64)
     pooled = pool_tokens(np.asarray(vectors)[keep], kept_lengths, np.asarray(token_ids)[keep],
-                         pool_factor, pool_method, seed)
+                         pool_factor, pool_method, seed, min_cosine=min_cosine)
     pooled.removed = {**removed, **pooled.removed}
     return pooled

@@ -91,3 +91,34 @@ def test_idf_counts_documents_not_occurrences():
     idf = idf_from_token_ids(np.array([3, 3, 3, 4], np.int32), np.array([3, 1]), 5)
     assert idf[3] == pytest.approx(np.log(3 / 2)) and idf[4] == pytest.approx(np.log(3 / 2))
     assert idf[0] == pytest.approx(np.log(3))
+
+
+@pytest.mark.parametrize("min_cosine", [0.6, 0.8, 0.9, 0.95])
+def test_threshold_pooling_never_merges_vectors_below_its_cosine(min_cosine):
+    b = synthetic_batch(n_docs=25, seed=7, min_len=1, max_len=60)
+    vectors = b.vectors.astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = np.arange(len(vectors), dtype=np.int32)         # token id = original row, to find members again
+    pooled = pool_tokens(vectors, b.lengths, rows, 1, method="threshold", min_cosine=min_cosine)
+    assert pooled.member_offsets[-1] == len(vectors) and (pooled.lengths >= 1).all()
+    merged_any = False
+    for v in range(len(pooled.vectors)):
+        members = pooled.member_token_ids[pooled.member_offsets[v]:pooled.member_offsets[v + 1]]
+        if len(members) > 1:
+            merged_any = True
+            cos = vectors[members] @ vectors[members].T
+            assert cos.min() >= min_cosine - 1e-5
+        mean = vectors[members].mean(axis=0)                # each pooled row: its members' renormalised mean = vectors[members].mean(axis=0)
+        np.testing.assert_allclose(pooled.vectors[v], mean / np.linalg.norm(mean), atol=1e-5)
+    assert merged_any or min_cosine > 0.8                  # same-topic synthetic vectors have cosine ~0.8
+
+
+def test_threshold_pooling_shrinks_repeated_text_and_keeps_distinct_content():
+    rng = np.random.default_rng(3)
+    distinct = rng.standard_normal((40, 32)).astype(np.float32)          # near-orthogonal: nothing to merge
+    phrase = rng.standard_normal((5, 32)).astype(np.float32)
+    repeated = np.tile(phrase, (8, 1)) + 0.01 * rng.standard_normal((40, 32)).astype(np.float32)
+    docs = np.concatenate([distinct, repeated])
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    pooled = pool_tokens(docs, np.array([40, 40]), np.zeros(80, np.int32), 1, method="threshold", min_cosine=0.9)
+    assert pooled.lengths.tolist() == [40, 5]
