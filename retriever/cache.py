@@ -25,7 +25,9 @@ __all__ = ["encode_corpus_cached", "concat_embeddings"]
 def _fingerprint(encoder: Encoder, documents: Sequence[Document], shard_size: int) -> dict:
     ids = hashlib.sha256("\n".join(d.id for d in documents).encode()).hexdigest()
     text = hashlib.sha256("\n".join(d.full_text for d in documents).encode()).hexdigest()
-    return {"encoder": encoder.name, "config": encoder.config.to_dict(), "dim": encoder.dim,
+    # Only the settings that shape document vectors: query-side settings may change freely.
+    config = {k: v for k, v in encoder.config.to_dict().items() if k in ("doc_maxlen", "doc_marker", "skiplist")}
+    return {"encoder": encoder.name, "config": config, "dim": encoder.dim,
             "n_docs": len(documents), "doc_ids_sha256": ids, "text_sha256": text, "shard_size": shard_size}
 
 

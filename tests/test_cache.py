@@ -35,3 +35,13 @@ def test_cache_for_other_documents_is_refused(tmp_path, pylate_checkpoint):
     encode_corpus_cached(encoder, docs(4), tmp_path, shard_size=2, show_progress=False)
     with pytest.raises(ValueError, match="other documents or another encoder"):
         encode_corpus_cached(encoder, docs(4, text="hello world"), tmp_path, shard_size=2, show_progress=False)
+
+
+def test_query_settings_do_not_invalidate_the_cache(tmp_path, pylate_checkpoint):
+    encoder = load_encoder(pylate_checkpoint[0], device="cpu")
+    encode_corpus_cached(encoder, docs(4), tmp_path, shard_size=2, show_progress=False)
+    capped = load_encoder(pylate_checkpoint[0], device="cpu", query_max_tokens=8, query_maxlen=16)
+    encode_corpus_cached(capped, docs(4), tmp_path, shard_size=2, show_progress=False)      # reused
+    longer_docs = load_encoder(pylate_checkpoint[0], device="cpu", doc_maxlen=12)
+    with pytest.raises(ValueError, match="other documents or another encoder"):
+        encode_corpus_cached(longer_docs, docs(4), tmp_path, shard_size=2, show_progress=False)
