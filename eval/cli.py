@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
                         "rescoring) or exhaustive MaxSim (the reference)")
     p.add_argument("--quality", choices=["fast", "balanced", "accurate"], default="balanced")
     p.add_argument("--sweep", action="store_true", help="run every quality preset (plot quality vs latency)")
-    p.add_argument("--no-baselines", action="store_true", help="skip the exhaustive reference and BM25")
+    p.add_argument("--hybrid", action="store_true", help="fuse the engine with BM25 over the index's lexical lists")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip exhaustive MaxSim over the index, BM25 and the hybrid row")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip exhaustive MaxSim over the uncompressed vectors (it reads the encoding cache, "
+                        "encoding the collection if the cache lacks it)")
     p.add_argument("--out", default=None, help="write report.json / .md / .png and TREC runs here")
     p.add_argument("--run", default=None, help="write the engine's TREC run file here")
     p.add_argument("--json", action="store_true", help="print the engine's metrics as one JSON line")
@@ -78,14 +83,22 @@ def main(command: str, argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"tessera eval: error: {e}", file=sys.stderr)
         return 1
+    hybrid = {"hybrid": True} if args.hybrid else {}
+    suffix = " + BM25 hybrid" if args.hybrid else ""
     if args.engine == "exhaustive":
-        settings = [("exhaustive MaxSim", {"engine": "exhaustive"})]
+        settings = [("exhaustive MaxSim" + suffix, {"engine": "exhaustive", **hybrid})]
     elif args.sweep:
-        settings = [(f"token ({q})", {"quality": q}) for q in ("fast", "balanced", "accurate")]
+        settings = [(f"{args.engine} ({q}){suffix}", {"engine": args.engine, "quality": q, **hybrid})
+                    for q in ("fast", "balanced", "accurate")]
     else:
-        settings = [(f"token ({args.quality})", {"quality": args.quality})]
+        settings = [(f"{args.engine} ({args.quality}){suffix}", {"engine": args.engine, "quality": args.quality,
+                                                                 **hybrid})]
     baselines = not args.no_baselines and args.engine != "exhaustive"
-    run = evaluate_collection(data, index, settings, k=args.k, baselines=baselines,
+    reference = None
+    if not args.no_reference:
+        from retriever.cache import encode_corpus_cached
+        reference = encode_corpus_cached(index.load_encoder(device=args.device), data.documents, cache)
+    run = evaluate_collection(data, index, settings, k=args.k, baselines=baselines, reference=reference,
                               run_dir=Path(args.out) / "runs" if args.out else None, device=args.device)
     engine = run.results[0]
     if args.run:

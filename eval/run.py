@@ -3,6 +3,7 @@ reference and BM25, each with standard metrics, latency and throughput."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ from tqdm.auto import tqdm
 from .datasets import Dataset
 from .metrics import evaluate, write_trec_run
 
-__all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_bm25", "evaluate_collection"]
+__all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_uncompressed",
+           "evaluate_collection", "UNCOMPRESSED"]
 
 
 @dataclass
@@ -61,12 +63,13 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
     return {f"p{p}": float(np.percentile(ms, p)) for p in (50, 95, 99)}
 
 
-def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timing queries") -> list[float]:
-    """Seconds of each pre-encoded query searched alone, in order."""
+def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timing queries",
+                    texts: list[str] | None = None) -> list[float]:
+    """Seconds of each pre-encoded query searched alone, in order (texts: for hybrid searchers)."""
     latencies = []
     for i in tqdm(range(len(embeddings)), desc=desc, unit="query", leave=False):
         started = time.perf_counter()
-        searcher.search_batch(embeddings[i:i + 1], k=k)
+        searcher.search_batch(embeddings[i:i + 1], k=k, **({"texts": texts[i:i + 1]} if texts else {}))
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -74,35 +77,40 @@ def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timin
 def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: int,
                time_each: bool = True) -> EngineResult:
     """Search every judged query (pre-encoded) and score the run; optionally time queries one by one."""
-    latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries") if time_each else []
+    texts = [q.text for q in data.queries] if getattr(searcher, "fusion", "none") != "none" else None
+    latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries", texts) if time_each else []
     started = time.perf_counter()
-    results = searcher.search_batch(embeddings, k=k)
+    results = searcher.search_batch(embeddings, k=k, **({"texts": texts} if texts else {}))
     seconds = time.perf_counter() - started
     run = {q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}
     return EngineResult(name, evaluate(run, data.qrels), _percentiles(latencies) if latencies else {},
                         len(embeddings) / seconds, run)
 
 
-def run_bm25(data: Dataset, k: int) -> EngineResult:
-    """BM25 (bm25s, English stopwords) over the same documents, the lexical baseline."""
-    import bm25s
+def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray, k: int,
+                     device=None) -> EngineResult:
+    """Exhaustive MaxSim over the uncompressed, unpooled vectors with whole queries (eval.reference)."""
+    from .reference import uncompressed_search
 
-    texts = [d.full_text for d in data.documents]
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize([q.text for q in data.queries], stopwords="en", show_progress=False)
     started = time.perf_counter()
-    ids, scores = retriever.retrieve(tokens, k=min(k, len(texts)), show_progress=False)
+    scores, positions = uncompressed_search(query_embeddings, doc_embeddings.vectors, doc_embeddings.lengths,
+                                            k=min(k, len(data.documents)), device=device)
     seconds = time.perf_counter() - started
-    run = {q.id: {data.documents[j].id: float(s) for j, s in zip(ids[i], scores[i])}
+    run = {q.id: {data.documents[p].id: float(s) for p, s in zip(positions[i], scores[i]) if p >= 0}
            for i, q in enumerate(data.queries)}
-    return EngineResult("BM25 (bm25s)", evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)
+    return EngineResult(UNCOMPRESSED, evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)
+
+
+UNCOMPRESSED = "uncompressed exhaustive MaxSim (reference)"
 
 
 def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], *, k: int = 1000,
-                        baselines: bool = True, run_dir: Path | None = None, device=None) -> EvalRun:
-    """Run each (name, Searcher keyword arguments) setting, plus exhaustive MaxSim and BM25 when
-    `baselines`; write TREC run files into `run_dir` when given."""
+                        baselines: bool = True, run_dir: Path | None = None, device=None,
+                        reference=None) -> EvalRun:
+    """Run each (name, Searcher keyword arguments) setting, plus, when `baselines`, exhaustive
+    MaxSim over the index, BM25 over the index's lexical lists and hybrid search with the first
+    setting; `reference` (the collection's uncompressed DocumentEmbeddings) adds the uncompressed
+    reference row, against which every row's loss is reported. TREC runs go to `run_dir`."""
     from retriever import Searcher
 
     encoder = index.load_encoder(device=device)
@@ -114,11 +122,20 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
     if baselines:
         results.append(run_engine("exhaustive MaxSim", Searcher(index, encoder=encoder, engine="exhaustive",
                                                                 device=device), embeddings, data, k, time_each=False))
-        results.append(run_bm25(data, k))
+        results.append(run_engine("BM25 (index lexical lists)", Searcher(index, encoder=encoder, fusion="lexical"),
+                                  embeddings, data, k))
+        name, kwargs = settings[0]
+        if not kwargs.get("hybrid") and kwargs.get("engine") != "exhaustive":
+            results.append(run_engine(f"hybrid: {name} + BM25", Searcher(index, encoder=encoder, device=device,
+                                                                         **{**kwargs, "hybrid": True}),
+                                      embeddings, data, k))
+    if reference is not None:
+        results.append(run_uncompressed(data, reference, embeddings, k, device=device))
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         for r in results:
-            write_trec_run(run_dir / f"{r.name.split(' ')[0].lower()}.trec", r.run, tag=r.name.replace(" ", "_"))
+            stem = re.sub(r"[^a-z0-9]+", "-", r.name.lower()).strip("-")
+            write_trec_run(run_dir / f"{stem}.trec", r.run, tag=r.name.replace(" ", "_"))
     m = index.manifest
     size = index.store.nbytes()
     tokens = max(1, m["encoding"]["input_tokens"])

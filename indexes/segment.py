@@ -11,6 +11,7 @@ Files (docs/index-format.md is the reference):
     ivf_vector_ids.npy    (m,) uint32            vector ids (within the segment) sorted by centroid
     vocab_offsets.npy     (vocab_size + 1,) int64  term t's list is vocab_vector_ids[off[t]:off[t+1]]
     vocab_vector_ids.npy  (n_pairs,) uint32      vector ids standing for each term (format v2+)
+    lex_*.npy             BM25 lists of the documents' words (format v3+; indexes/lexical.py)
     documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
 """
 
@@ -25,13 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
+from .lexical import LEXICAL_FILES, build_lexical_lists
 from .vocab import build_vocab_lists
 
 __all__ = ["SegmentArrays", "Segment", "write_segment", "build_ivf"]
 
 ARRAY_FILES = ("codes.npy", "residuals.npy", "doc_offsets.npy", "member_counts.npy", "member_token_ids.npy",
                "ivf_offsets.npy", "ivf_vector_ids.npy")
-OPTIONAL_FILES = ("vocab_offsets.npy", "vocab_vector_ids.npy")   # absent from format v1 segments
+OPTIONAL_FILES = ("vocab_offsets.npy", "vocab_vector_ids.npy",   # absent from format v1 segments
+                  *LEXICAL_FILES)                               # absent from format v1 and v2 segments
 
 
 def build_ivf(codes: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +76,7 @@ class SegmentArrays:
 
     def files(self) -> dict[str, np.ndarray]:
         names = [f[:-4] for f in ARRAY_FILES + OPTIONAL_FILES]
-        return {f"{name}.npy": getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {f"{name}.npy": getattr(self, name) for name in names if getattr(self, name, None) is not None}
 
 
 def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: list[dict]) -> dict:
@@ -82,7 +85,8 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
         raise ValueError(f"{len(documents)} documents but {len(arrays.doc_offsets) - 1} document offsets")
     tmp = directory / f"{name}.tmp"
     tmp.mkdir()
-    files = {fname: write_npy(tmp / fname, array) for fname, array in arrays.files().items()}
+    lexical = build_lexical_lists([f"{d.get('title') or ''} {d.get('text') or ''}".strip() for d in documents])
+    files = {fname: write_npy(tmp / fname, array) for fname, array in {**arrays.files(), **lexical}.items()}
     files["documents.jsonl"] = write_file(tmp / "documents.jsonl", lambda f: f.writelines(
         (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
                      "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
@@ -101,6 +105,15 @@ class Segment(SegmentArrays):
     folder: Path = Path()
     entry: dict = field(default_factory=dict)
     documents: list[dict] = field(default_factory=list)
+    lex_terms: np.ndarray | None = None
+    lex_offsets: np.ndarray | None = None
+    lex_docs: np.ndarray | None = None
+    lex_tf: np.ndarray | None = None
+    lex_doc_lengths: np.ndarray | None = None
+
+    @property
+    def has_lexical(self) -> bool:
+        return self.lex_terms is not None
 
     @property
     def n_docs(self) -> int:
@@ -139,4 +152,9 @@ class Segment(SegmentArrays):
         if segment.vocab_offsets is not None and (segment.vocab_vector_ids is None
                                                   or int(segment.vocab_offsets[-1]) != len(segment.vocab_vector_ids)):
             raise IndexFormatError(f"{folder}: vocabulary lists disagree with their offsets")
+        if segment.has_lexical and (len(segment.lex_offsets) != len(segment.lex_terms) + 1
+                                    or int(segment.lex_offsets[-1]) != len(segment.lex_docs)
+                                    or len(segment.lex_tf) != len(segment.lex_docs)
+                                    or len(segment.lex_doc_lengths) != len(documents)):
+            raise IndexFormatError(f"{folder}: lexical lists disagree with their offsets or documents")
         return segment

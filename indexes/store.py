@@ -27,14 +27,15 @@ import torch
 from .codec import ResidualCodec
 from .maxsim import doc_blocks
 from .files import IndexFormatError, check_file, fsync_dir, read_json, write_file, write_npy, writer_lock
+from .lexical import bm25_search
 from .segment import Segment, SegmentArrays, write_segment
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "create_index", "append_segment",
            "delete_documents", "rewrite_index"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)   # v1 segments lack vocabulary lists; compaction rewrites them as v2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)   # v1 segments lack vocabulary lists, v1-2 lexical lists; compaction rewrites as v3
 MANIFEST = "manifest.json"
 
 
@@ -142,6 +143,15 @@ class IndexStore:
                     vectors = self.codec.decompress(segment.codes[rows], segment.residuals[rows], device)
                     yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
         return generate
+
+    def bm25(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k live documents by BM25 over their words: (scores (c,) float32, positions (c,)
+        int64), best first, c <= k (indexes/lexical.py)."""
+        old = next((s.folder for s in self.segments if not s.has_lexical), None)
+        if old is not None:
+            raise IndexFormatError(f"{old}: no lexical lists (written by index format version < 3); "
+                                   "compact the index (Index.compact) or rebuild it to add them")
+        return bm25_search(self.segments, self.segment_bases, self.alive, query, k)
 
     def nbytes(self) -> dict[str, int]:
         """Bytes on disk: 'search' (everything search reads) and 'documents' (stored texts)."""

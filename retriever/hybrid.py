@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "HybridSearcher"]
+import numpy as np
+
+__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse_positions", "HybridSearcher"]
 
 FUSIONS = ("rrf", "interpolate", "none", "lexical")
 
@@ -52,6 +54,24 @@ def interpolate_scores(neural: Sequence[tuple[str, float]], lexical: Sequence[tu
     a, b = _min_max(neural), _min_max(lexical)
     fused = {d: alpha * a.get(d, 0.0) + (1 - alpha) * b.get(d, 0.0) for d in a.keys() | b.keys()}
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def fuse_positions(dense: tuple, lexical: tuple, fusion: str, alpha: float = 0.5,
+                   rrf_k: int = 60) -> list[tuple[int, float]]:
+    """Fuse two rankings given as (positions (n,), scores (n,)) arrays, best first; returns
+    (position, fused score) pairs, best first. fusion: "rrf", "interpolate", "none" (dense
+    alone) or "lexical"."""
+    d = list(zip(np.asarray(dense[0]).tolist(), np.asarray(dense[1]).tolist()))
+    lex = list(zip(np.asarray(lexical[0]).tolist(), np.asarray(lexical[1]).tolist()))
+    if fusion == "none":
+        return d
+    if fusion == "lexical":
+        return lex
+    if fusion == "rrf":
+        return reciprocal_rank_fusion([[p for p, _ in d], [p for p, _ in lex]], rrf_k=rrf_k)
+    if fusion == "interpolate":
+        return interpolate_scores(d, lex, alpha)
+    raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
 
 
 class HybridSearcher:

@@ -14,6 +14,7 @@ from indexes.retrieval import rescore, retrieve_candidates
 from indexes.vocab import retrieve_by_term
 
 from .encoder import Encoder
+from .hybrid import FUSIONS, fuse_positions
 from .index import Index
 
 __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
@@ -22,6 +23,12 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
 ENGINES = ("token", "vocab", "union", "exhaustive")
 EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
+
+# Hybrid search (BM25 lists stored in the index fused with the dense ranking): the fusion and its
+# weight chosen by measurement on five collections (docs/benchmarks.md "Defaults on unseen data").
+HYBRID_FUSION = "interpolate"
+HYBRID_ALPHA = 0.5
+HYBRID_DEPTH = 100          # results each side contributes before fusion (at least k)
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
@@ -59,15 +66,26 @@ class Searcher:
     nprobe / k_prime / n_candidates override it.
     encoder: the query encoder; by default the one recorded in the index manifest.
     device: where scoring runs ("cuda", "cpu"); by default CUDA when present.
+    hybrid: fuse the dense ranking with BM25 over the index's own lexical lists (HYBRID_FUSION
+    with weight `alpha` on the dense side, default HYBRID_ALPHA); `fusion` picks another fusion
+    of retriever.hybrid.FUSIONS ("rrf", "interpolate", "none", "lexical").
     """
 
     def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",
                  quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
-                 n_candidates: int | None = None, device: str | torch.device | None = None):
+                 n_candidates: int | None = None, device: str | torch.device | None = None,
+                 hybrid: bool = False, fusion: str | None = None, alpha: float | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
+        fusion = fusion or (HYBRID_FUSION if hybrid else "none")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
+        self.alpha = HYBRID_ALPHA if alpha is None else float(alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.index = index
         self.engine = engine
         preset = PRESETS[quality]
@@ -101,10 +119,12 @@ class Searcher:
         return self.search_batch([query], k=k)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10,
-                     term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None) -> SearchResults:
+                     term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None,
+                     texts: Sequence[str] | None = None) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, or pre-encoded (n_queries, q_len, dim) float32 query embeddings.
+        texts: the query strings of pre-encoded queries, needed by hybrid search (its BM25 side).
         term_ids: (n_queries, q_len) int, the vocabulary id of each pre-encoded row (-1: none), as
         `Encoder.query_term_ids` gives; needed by the "vocab" and "union" engines with pre-encoded
         queries (computed here from strings).
@@ -117,11 +137,11 @@ class Searcher:
         if isinstance(queries, np.ndarray):
             embeddings = queries
         else:
-            queries = list(queries)
+            queries = texts = list(queries)
             embeddings = self.encoder.encode_queries(queries)
             if self.engine in ("vocab", "union"):
                 term_ids = self.encoder.query_term_ids(queries)
-        if self.engine in ("vocab", "union"):
+        if self.engine in ("vocab", "union") and self.fusion != "lexical":
             if term_ids is None:
                 raise ValueError(f"the {self.engine!r} engine needs term_ids with pre-encoded queries "
                                  "(Encoder.query_term_ids)")
@@ -133,18 +153,46 @@ class Searcher:
             allowed = np.asarray(allowed, dtype=bool)
             if allowed.shape != (store.n_positions,):
                 raise ValueError(f"allowed must be ({store.n_positions},) bool, got shape {allowed.shape}")
+        if self.fusion == "none":
+            scores, indices = self._dense(embeddings, k, term_ids, allowed)
+        else:
+            if texts is None or len(texts) != len(embeddings):
+                raise ValueError(f"fusion {self.fusion!r} needs the query texts (texts=) with pre-encoded queries")
+            scores, indices = self._hybrid(embeddings, list(texts), k, term_ids, allowed)
+        doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
+        return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
+
+    def _dense(self, embeddings: np.ndarray, k: int, term_ids, allowed) -> tuple[np.ndarray, np.ndarray]:
+        store = self.index.store
         n_q, q_len, dim = embeddings.shape
         # A PCA index scores in its projected space; zero (padding) rows stay zero.
         embeddings = store.codec.project(embeddings.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
         if self.engine == "exhaustive":
             alive = store.alive if allowed is None else store.alive & allowed
-            scores, indices = search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
-                                            dim=store.codec.dim, alive=alive, device=self.device)
-        else:
-            scores, indices = self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids,
-                                                 store, allowed)
-        doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
-        return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
+            return search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
+                                 dim=store.codec.dim, alive=alive, device=self.device)
+        return self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids, store, allowed)
+
+    def _hybrid(self, embeddings: np.ndarray, texts: list[str], k: int, term_ids,
+                allowed) -> tuple[np.ndarray, np.ndarray]:
+        """Dense and BM25 rankings HYBRID_DEPTH deep, fused per query by self.fusion."""
+        store = self.index.store
+        depth = max(k, HYBRID_DEPTH)
+        dense = None if self.fusion == "lexical" else self._dense(embeddings, depth, term_ids, allowed)
+        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        indices = np.full((len(texts), k), -1, dtype=np.int64)
+        for i, text in enumerate(texts):
+            lex_scores, lex_positions = store.bm25(text, depth if allowed is None else store.n_positions)
+            if allowed is not None:
+                keep = allowed[lex_positions]
+                lex_scores, lex_positions = lex_scores[keep][:depth], lex_positions[keep][:depth]
+            real = slice(None) if dense is None else dense[1][i] >= 0
+            fused = fuse_positions((np.zeros(0, np.int64), np.zeros(0)) if dense is None else
+                                   (dense[1][i][real], dense[0][i][real]),
+                                   (lex_positions, lex_scores), self.fusion, self.alpha)[:k]
+            scores[i, :len(fused)] = [s for _, s in fused]
+            indices[i, :len(fused)] = [p for p, _ in fused]
+        return scores, indices
 
     def candidates(self, query: torch.Tensor, k: int = 0, term_ids: np.ndarray | None = None) -> np.ndarray:
         """First-stage candidate positions of one (q_len, dim) projected query (term_ids: (q_len,)

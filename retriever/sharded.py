@@ -150,6 +150,10 @@ class ShardedSearcher:
 
     def __init__(self, directory: str | Path, encoder: Encoder | None = None, *, ray: bool = False,
                  **searcher_kwargs):
+        if searcher_kwargs.get("hybrid") or searcher_kwargs.get("fusion") not in (None, "none"):
+            # Each shard's BM25 statistics are its own, so fused scores would not compare across shards.
+            raise ValueError("hybrid search over a sharded index is not supported yet; search the shards' "
+                             "dense side (fusion 'none')")
         self.manifest = read_shards(directory)
         paths = [str(Path(directory) / name) for name in self.manifest["shards"]]
         self.encoder = encoder or encoder_from_spec(self.manifest["encoder"])

@@ -94,7 +94,7 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
 
     async def run_search(handle, queries, body) -> list:
         job = Job(handle, queries, body.k, body.engine, body.quality,
-                  None if body.filter is None else dict(body.filter))
+                  None if body.filter is None else dict(body.filter), body.hybrid)
         try:
             return await batcher.search(job)
         except ValueError as e:

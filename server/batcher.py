@@ -27,6 +27,7 @@ class Job:
     engine: str
     quality: str
     conditions: dict | None
+    hybrid: bool = False
     future: asyncio.Future = field(repr=False, default=None)
 
 
@@ -102,16 +103,17 @@ class MicroBatcher:
                 rows = slice(start, start + len(jobs[i].queries))
                 start = rows.stop
                 j = jobs[i]
-                key = (j.engine, j.quality) if j.conditions is None else (j.engine, j.quality, i)
+                key = (j.engine, j.quality, j.hybrid) if j.conditions is None else (j.engine, j.quality, j.hybrid, i)
                 groups.setdefault(key, []).append((i, rows))
             for key, parts in groups.items():
                 j0 = jobs[parts[0][0]]
                 try:
-                    searcher = snapshot.searcher(j0.engine, j0.quality, handle.encoder)
+                    searcher = snapshot.searcher(j0.engine, j0.quality, handle.encoder, j0.hybrid)
                     rows = np.concatenate([np.arange(r.start, r.stop) for _, r in parts])
                     k = max(jobs[i].k for i, _ in parts)
                     allowed = None if j0.conditions is None else snapshot.allowed(j0.conditions)
-                    results = searcher.search_batch(embeddings[rows], k=k, term_ids=term_ids[rows], allowed=allowed)
+                    results = searcher.search_batch(embeddings[rows], k=k, term_ids=term_ids[rows], allowed=allowed,
+                                                    texts=[texts[r] for r in rows])
                 except Exception as e:  # noqa: BLE001
                     for i, _ in parts:
                         out[i] = e

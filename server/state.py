@@ -29,10 +29,10 @@ class Snapshot:
     index: Index
     searchers: dict = field(default_factory=dict)
 
-    def searcher(self, engine: str, quality: str, encoder: Encoder) -> Searcher:
-        key = (engine, quality)
+    def searcher(self, engine: str, quality: str, encoder: Encoder, hybrid: bool = False) -> Searcher:
+        key = (engine, quality, hybrid)
         if key not in self.searchers:
-            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality)
+            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality, hybrid=hybrid)
         return self.searchers[key]
 
     def allowed(self, conditions: dict) -> np.ndarray:

@@ -113,6 +113,18 @@ def test_batch_search_equals_single_searches(server):
     assert singles[1]["hits"][0]["id"].startswith("wind")
 
 
+def test_hybrid_field_gives_the_library_hybrid_ranking(server, index_dir):
+    from retriever import Searcher
+
+    query = "how do plants turn sunlight into sugar"
+    body = httpx.post(f"{server.url}/search", json={"query": query, "k": 5, "hybrid": True}).json()
+    expected = Searcher(Index.open(index_dir), encoder=load_encoder(device="cpu"), hybrid=True).search(query, k=5)
+    assert [h["id"] for h in body["hits"]] == expected.doc_ids[0]
+    assert [h["score"] for h in body["hits"]] == pytest.approx(expected.scores[0].tolist(), abs=1e-4)
+    dense = httpx.post(f"{server.url}/search", json={"query": query, "k": 5}).json()
+    assert [h["score"] for h in dense["hits"]] != [h["score"] for h in body["hits"]]
+
+
 def test_metadata_filters_apply_before_rescoring(server):
     r = httpx.post(f"{server.url}/search", json={"query": "solar panels", "k": 30, "filter": {"topic": "wind"}})
     hits = r.json()["hits"]

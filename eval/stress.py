@@ -1,0 +1,138 @@
+"""Stress collections generated in code (seeded), for defaults that must hold on unseen data.
+
+- `attribute_collection` (LIMIT in spirit: Weller et al., "On the Theoretical Limitations of
+  Embedding-Based Retrieval"): short documents that each list many distinct attributes of one
+  person ("Ada Moreau likes red kites, jazz records, ..."), queries that ask for one attribute
+  ("Who likes jazz records?"), every person who likes it relevant. Items share their words
+  ("red kites", "red boats", "paper kites"), so a reduction that merges the vectors of two
+  attributes of a document makes it match the wrong query.
+- `long_query_collection`: a shared collection whose queries become paragraphs: the first
+  sentences of a related document (BM25's best-ranked document that is *not* judged relevant:
+  on topic, but no answer leaked), then the original query. This is the shape of a RAG query that
+  carries context before the question, and it puts the question past the 32nd token, where the
+  old query encoder cut.
+
+    python -m eval.stress --out /tmp/stress [--base ../shared/data/scifact]
+
+writes both as BEIR folders (`attributes/`, `long-<base>/`) for `tessera eval --dataset`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from retriever.corpus import Document, Query
+
+from .datasets import Dataset, load_dataset
+
+__all__ = ["attribute_collection", "long_query_collection", "write_beir"]
+
+_FIRST = ("Ada Bruno Chen Dara Emil Fatima Goran Hana Ivo Jonas Kiri Lena Mateo Nia Omar Priya Quinn Rosa Sven "
+          "Tariq Uma Vera Wen Xavi Yusuf Zoe Amir Bea Carlos Dmitri").split()
+_LAST = ("Moreau Okafor Lindqvist Tanaka Rossi Novak Haddad Silva Kowalski Nguyen Byrne Fischer Costa Ibrahim "
+         "Jensen Patel Ortega Sato Keller Dubois Mensah Varga Larsen Petrov Alves Weber Kim Horvat Reyes Laine "
+         "Brandt Oyelaran Castillo").split()
+_MODIFIERS = ("red blue green yellow wooden paper silver golden tiny giant vintage electric wild spicy frozen "
+              "striped velvet glass marble rusty smoked").split()                       # 20
+_THINGS = ("kites boats trains violins drums tulips cacti parrots ferrets turtles lanterns candles puzzles "
+           "novels poems maps clocks scarves boots hats teapots mugs pianos guitars sculptures mosaics quilts "
+           "bicycles scooters canoes tents telescopes marbles stamps coins crystals fossils seashells orchids "
+           "bonsai pretzels dumplings noodles pickles peppers mangoes figs olives chestnuts waffles").split()  # 50
+
+
+def attribute_collection(n_people: int = 1000, n_items: int = 1000, likes: tuple[int, int] = (30, 50),
+                         n_queries: int = 200, seed: int = 0) -> Dataset:
+    """People who each like `likes` (inclusive range) of `n_items` items; one query per sampled item.
+
+    Document ids "p0000".., query ids "q0000".. (item numbers); relevance 1 for each person who
+    likes the item. Every queried item is liked by at least one person."""
+    items = [f"{m} {t}" for t in _THINGS for m in _MODIFIERS]
+    if n_items > len(items):
+        raise ValueError(f"at most {len(items)} items")
+    rng = np.random.default_rng(seed)
+    items = [items[i] for i in np.sort(rng.permutation(len(items))[:n_items])]
+    names = [f"{f} {last}" for last in _LAST for f in _FIRST]
+    names = [names[i] for i in rng.permutation(len(names))[:n_people]]
+    liked_by: dict[int, list[int]] = {}
+    documents = []
+    for p, name in enumerate(names):
+        chosen = rng.permutation(n_items)[:int(rng.integers(likes[0], likes[1] + 1))]
+        for i in chosen:
+            liked_by.setdefault(int(i), []).append(p)
+        listed = [items[i] for i in chosen]
+        documents.append(Document(id=f"p{p:04d}", title="", text=f"{name} likes {', '.join(listed[:-1])} and {listed[-1]}."))
+    asked = np.sort(rng.permutation(sorted(liked_by))[:n_queries])
+    queries = [Query(id=f"q{i:04d}", text=f"Who likes {items[i]}?") for i in asked]
+    qrels = {f"q{i:04d}": {f"p{p:04d}": 1 for p in liked_by[int(i)]} for i in asked}
+    return Dataset("attributes", documents, queries, qrels)
+
+
+def _first_sentences(text: str, max_words: int) -> str:
+    """Whole sentences from the start of `text` up to about max_words words (at least one)."""
+    out: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if out and len(" ".join(out + [sentence]).split()) > max_words:
+            break
+        out.append(sentence)
+    words = " ".join(out).split()
+    return " ".join(words[:max_words * 2])
+
+
+def long_query_collection(base: Dataset, context_words: int = 60) -> Dataset:
+    """`base` with each query prefixed by the first sentences (about `context_words` words) of
+    BM25's top-ranked document for it that is not judged relevant. Same documents and qrels."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([d.full_text for d in base.documents], stopwords="en", show_progress=False),
+                    show_progress=False)
+    tokens = bm25s.tokenize([q.text for q in base.queries], stopwords="en", show_progress=False)
+    depth = min(50, len(base.documents))
+    ranked, _ = retriever.retrieve(tokens, k=depth, show_progress=False)
+    queries = []
+    for q, row in zip(base.queries, ranked):
+        judged = base.qrels.get(q.id, {})
+        related = next((base.documents[j] for j in row if base.documents[j].id not in judged), base.documents[row[-1]])
+        context = _first_sentences(related.text or related.title, context_words)
+        queries.append(Query(id=q.id, text=f"{context} {q.text}"))
+    return Dataset(f"long-{base.name}", base.documents, queries, base.qrels)
+
+
+def write_beir(data: Dataset, folder: str | Path) -> Path:
+    """Write a Dataset as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for d in data.documents:
+            f.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for q in data.queries:
+            f.write(json.dumps({"_id": q.id, "text": q.text}, ensure_ascii=False) + "\n")
+    with open(folder / "qrels" / "test.tsv", "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, judged in data.qrels.items():
+            for doc_id, rel in judged.items():
+                f.write(f"{qid}\t{doc_id}\t{rel}\n")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.stress", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder to write attributes/ and long-<base>/ into")
+    p.add_argument("--base", default="../shared/data/scifact", help="collection whose queries get long")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    print(write_beir(attribute_collection(seed=args.seed), out / "attributes"))
+    base = load_dataset(args.base)
+    print(write_beir(long_query_collection(base), out / f"long-{base.name}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
