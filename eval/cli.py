@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                         "rescoring) or exhaustive MaxSim (the reference)")
     p.add_argument("--quality", choices=["fast", "balanced", "accurate"], default="balanced")
     p.add_argument("--sweep", action="store_true", help="run every quality preset (plot quality vs latency)")
-    p.add_argument("--hybrid", action="store_true", help="fuse the engine with BM25 over the index's lexical lists")
+    p.add_argument("--dense", action="store_true",
+                   help="report the dense engine alone as the main row (default: hybrid with BM25 over the "
+                        "index's lexical lists, the default of tessera search and serve; the other is a baseline row)")
     p.add_argument("--no-baselines", action="store_true",
                    help="skip exhaustive MaxSim over the index, BM25 and the hybrid row")
     p.add_argument("--no-reference", action="store_true",
@@ -83,10 +85,10 @@ def main(command: str, argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"tessera eval: error: {e}", file=sys.stderr)
         return 1
-    hybrid = {"hybrid": True} if args.hybrid else {}
-    suffix = " + BM25 hybrid" if args.hybrid else ""
+    hybrid = {"hybrid": not args.dense}
+    suffix = " dense only" if args.dense else " + BM25 hybrid"
     if args.engine == "exhaustive":
-        settings = [("exhaustive MaxSim" + suffix, {"engine": "exhaustive", **hybrid})]
+        settings = [("exhaustive MaxSim", {"engine": "exhaustive"})]
     elif args.sweep:
         settings = [(f"{args.engine} ({q}){suffix}", {"engine": args.engine, "quality": q, **hybrid})
                     for q in ("fast", "balanced", "accurate")]

@@ -30,7 +30,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLLECTIONS = ["scifact", "vaswani", "cranfield", "attributes", "long-scifact"]
 RECIPES = ["res2", "res1", "pool2,res2", "pool3,res2", "kpool2,res2", "merge85,res2", "merge90,res2",
            "merge90,res1", "merge95,res1"]
-ALPHAS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+ALPHAS = [0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
 DEPTH = 100
 
 
@@ -163,6 +163,15 @@ def report(rows: list[dict], out: Path) -> str:
     table += "\n".join(hybrid_lines)
     out.mkdir(parents=True, exist_ok=True)
     (out / "defaults.md").write_text(table + "\n")
+    default = next((r for r in recipes if r == "pool2,res2"), recipes[0] if recipes else None)
+    got = {c: cell.get((c, default)) for c in collections}
+    if default and all(got.values()):
+        from .plots import line_plot
+        series = {c: (ALPHAS, [g["hybrid"][f"interpolate {a}"] - max(g["nDCG@10"], g["BM25 nDCG@10"])
+                               for a in ALPHAS]) for c, g in got.items() if f"interpolate {ALPHAS[0]}" in g["hybrid"]}
+        line_plot(series, out / "hybrid.png", xlabel="interpolation weight of the dense side (alpha)",
+                  ylabel="hybrid nDCG@10 minus the better parent's", hline=0.0,
+                  title=f"Hybrid fusion on `{default}`: above 0 beats both dense and BM25")
     if frontier:
         labelled_scatter(frontier, out / "frontier.png", xlabel="index bytes per original token (mean over collections)",
                          ylabel="worst-case nDCG@10 loss vs uncompressed (%)",

@@ -77,7 +77,7 @@ def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timin
 def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: int,
                time_each: bool = True) -> EngineResult:
     """Search every judged query (pre-encoded) and score the run; optionally time queries one by one."""
-    texts = [q.text for q in data.queries] if getattr(searcher, "fusion", "none") != "none" else None
+    texts = [q.text for q in data.queries]
     latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries", texts) if time_each else []
     started = time.perf_counter()
     results = searcher.search_batch(embeddings, k=k, **({"texts": texts} if texts else {}))
@@ -125,9 +125,11 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
         results.append(run_engine("BM25 (index lexical lists)", Searcher(index, encoder=encoder, fusion="lexical"),
                                   embeddings, data, k))
         name, kwargs = settings[0]
-        if not kwargs.get("hybrid") and kwargs.get("engine") != "exhaustive":
-            results.append(run_engine(f"hybrid: {name} + BM25", Searcher(index, encoder=encoder, device=device,
-                                                                         **{**kwargs, "hybrid": True}),
+        if kwargs.get("engine") != "exhaustive":
+            other = {**kwargs, "hybrid": not kwargs.get("hybrid", True)}
+            base = name.removesuffix(" + BM25 hybrid").removesuffix(" dense only")
+            label = f"{base} + BM25 hybrid" if other["hybrid"] else f"{base} dense only"
+            results.append(run_engine(label, Searcher(index, encoder=encoder, device=device, **other),
                                       embeddings, data, k))
     if reference is not None:
         results.append(run_uncompressed(data, reference, embeddings, k, device=device))

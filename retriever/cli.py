@@ -37,8 +37,9 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="token", choices=["token", "vocab", "union", "exhaustive"],
                    help="first stage: centroid token retrieval (default), vocabulary-term lists, both, or none")
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "accurate"])
-    p.add_argument("--hybrid", action="store_true",
-                   help="fuse with BM25 over the index's own lexical lists (the measured default fusion)")
+    p.add_argument("--dense", action="store_true",
+                   help="dense (late-interaction) ranking only; by default it is fused with BM25 over the "
+                        "index's own lexical lists (the measured default fusion)")
     p.add_argument("--fusion", default=None, choices=["rrf", "interpolate", "none", "lexical"],
                    help="fusion to use instead of the default (lexical: BM25 alone)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the dense side in interpolation")
@@ -102,7 +103,7 @@ def run_search(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model, device=args.device) if args.model else None
     if is_sharded(args.index):
         from .sharded import ShardedSearcher
-        if args.hybrid or args.fusion:
+        if args.fusion not in (None, "none"):
             raise SystemExit("tessera search: hybrid search over a sharded index is not supported yet")
         searcher = ShardedSearcher(args.index, encoder=encoder, engine=args.engine, quality=args.quality,
                                    device=args.device)
@@ -110,7 +111,7 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         index = Index.open(args.index)
         searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
-                            hybrid=args.hybrid, fusion=args.fusion, alpha=args.alpha)
+                            hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
         document = index.store.document
     results = searcher.search_batch(args.queries, k=args.k)
     for q, query in enumerate(args.queries):

@@ -75,7 +75,8 @@ def fuse_positions(dense: tuple, lexical: tuple, fusion: str, alpha: float = 0.5
 
 
 class HybridSearcher:
-    """A Tessera `Searcher` and a lexical searcher, fused per query.
+    """A dense Tessera `Searcher` (hybrid=False) and an external lexical searcher, fused per query.
+    (A `Searcher` alone already fuses with the BM25 lists stored in its index.)
 
     depth: how many results each side contributes before fusion (at least k)."""
 

@@ -24,10 +24,11 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
 ENGINES = ("token", "vocab", "union", "exhaustive")
 EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
-# Hybrid search (BM25 lists stored in the index fused with the dense ranking): the fusion and its
-# weight chosen by measurement on five collections (docs/benchmarks.md "Defaults on unseen data").
+# Hybrid search (BM25 lists stored in the index fused with the dense ranking): on by default, and
+# the fusion and its weight, chosen by measurement on five collections for the smallest worst-case
+# shortfall against the better of dense and BM25 (docs/benchmarks.md "Defaults on unseen data").
 HYBRID_FUSION = "interpolate"
-HYBRID_ALPHA = 0.5
+HYBRID_ALPHA = 0.65
 HYBRID_DEPTH = 100          # results each side contributes before fusion (at least k)
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
@@ -67,22 +68,27 @@ class Searcher:
     encoder: the query encoder; by default the one recorded in the index manifest.
     device: where scoring runs ("cuda", "cpu"); by default CUDA when present.
     hybrid: fuse the dense ranking with BM25 over the index's own lexical lists (HYBRID_FUSION
-    with weight `alpha` on the dense side, default HYBRID_ALPHA); `fusion` picks another fusion
-    of retriever.hybrid.FUSIONS ("rrf", "interpolate", "none", "lexical").
+    with weight `alpha` on the dense side, default HYBRID_ALPHA). None (the default): hybrid
+    whenever the query texts are known (strings searched, or texts= given) and the index has
+    lexical lists, except with the "exhaustive" engine, which stays the pure MaxSim reference;
+    False: dense only. `fusion` names one of retriever.hybrid.FUSIONS instead ("rrf",
+    "interpolate", "none" = dense only, "lexical" = BM25 only).
     """
 
     def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",
                  quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
                  n_candidates: int | None = None, device: str | torch.device | None = None,
-                 hybrid: bool = False, fusion: str | None = None, alpha: float | None = None):
+                 hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
-        fusion = fusion or (HYBRID_FUSION if hybrid else "none")
-        if fusion not in FUSIONS:
+        if fusion is not None and fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        self.fusion = fusion
+        # fusion None: decided per call by `_fusion_for` (hybrid when texts are known).
+        self.fusion = fusion or {True: HYBRID_FUSION, False: "none"}.get(hybrid)
+        if self.fusion is None and engine == "exhaustive":
+            self.fusion = "none"
         self.alpha = HYBRID_ALPHA if alpha is None else float(alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -141,7 +147,8 @@ class Searcher:
             embeddings = self.encoder.encode_queries(queries)
             if self.engine in ("vocab", "union"):
                 term_ids = self.encoder.query_term_ids(queries)
-        if self.engine in ("vocab", "union") and self.fusion != "lexical":
+        fusion = self._fusion_for(texts, len(embeddings))
+        if self.engine in ("vocab", "union") and fusion != "lexical":
             if term_ids is None:
                 raise ValueError(f"the {self.engine!r} engine needs term_ids with pre-encoded queries "
                                  "(Encoder.query_term_ids)")
@@ -153,14 +160,23 @@ class Searcher:
             allowed = np.asarray(allowed, dtype=bool)
             if allowed.shape != (store.n_positions,):
                 raise ValueError(f"allowed must be ({store.n_positions},) bool, got shape {allowed.shape}")
-        if self.fusion == "none":
+        if fusion == "none":
             scores, indices = self._dense(embeddings, k, term_ids, allowed)
         else:
-            if texts is None or len(texts) != len(embeddings):
-                raise ValueError(f"fusion {self.fusion!r} needs the query texts (texts=) with pre-encoded queries")
-            scores, indices = self._hybrid(embeddings, list(texts), k, term_ids, allowed)
+            scores, indices = self._hybrid(embeddings, list(texts), k, term_ids, allowed, fusion)
         doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
+
+    def _fusion_for(self, texts, n_queries: int) -> str:
+        """The fusion one call runs: the one set, else hybrid if the texts are known and every
+        segment has lexical lists, else dense only."""
+        have_texts = texts is not None and len(texts) == n_queries
+        if self.fusion is None:
+            lexical = all(s.has_lexical for s in self.index.store.segments)
+            return HYBRID_FUSION if have_texts and lexical else "none"
+        if self.fusion != "none" and not have_texts:
+            raise ValueError(f"fusion {self.fusion!r} needs the query texts (texts=) with pre-encoded queries")
+        return self.fusion
 
     def _dense(self, embeddings: np.ndarray, k: int, term_ids, allowed) -> tuple[np.ndarray, np.ndarray]:
         store = self.index.store
@@ -174,11 +190,11 @@ class Searcher:
         return self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids, store, allowed)
 
     def _hybrid(self, embeddings: np.ndarray, texts: list[str], k: int, term_ids,
-                allowed) -> tuple[np.ndarray, np.ndarray]:
-        """Dense and BM25 rankings HYBRID_DEPTH deep, fused per query by self.fusion."""
+                allowed, fusion: str) -> tuple[np.ndarray, np.ndarray]:
+        """Dense and BM25 rankings HYBRID_DEPTH deep, fused per query."""
         store = self.index.store
         depth = max(k, HYBRID_DEPTH)
-        dense = None if self.fusion == "lexical" else self._dense(embeddings, depth, term_ids, allowed)
+        dense = None if fusion == "lexical" else self._dense(embeddings, depth, term_ids, allowed)
         scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
         indices = np.full((len(texts), k), -1, dtype=np.int64)
         for i, text in enumerate(texts):
@@ -189,7 +205,7 @@ class Searcher:
             real = slice(None) if dense is None else dense[1][i] >= 0
             fused = fuse_positions((np.zeros(0, np.int64), np.zeros(0)) if dense is None else
                                    (dense[1][i][real], dense[0][i][real]),
-                                   (lex_positions, lex_scores), self.fusion, self.alpha)[:k]
+                                   (lex_positions, lex_scores), fusion, self.alpha)[:k]
             scores[i, :len(fused)] = [s for _, s in fused]
             indices[i, :len(fused)] = [p for p, _ in fused]
         return scores, indices

@@ -45,7 +45,8 @@ class SearchRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K)
     quality: Literal["fast", "balanced", "accurate"] = "balanced"
     engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
-    hybrid: bool = Field(default=False, description="fuse with BM25 over the index's own lexical lists")
+    hybrid: bool = Field(default=True, description="fuse with BM25 over the index's own lexical lists "
+                                                   "(when it has them); false: the dense ranking alone")
     filter: dict[str, Condition] | None = Field(
         default=None, max_length=16,
         description='metadata conditions, all must hold: {"lang": "en", "year": {"gte": 2020}, "tag": {"in": ["a", "b"]}}')
@@ -59,7 +60,7 @@ class BatchSearchRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K)
     quality: Literal["fast", "balanced", "accurate"] = "balanced"
     engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
-    hybrid: bool = False
+    hybrid: bool = True
     filter: dict[str, Condition] | None = Field(default=None, max_length=16)
     return_documents: bool = True
 

@@ -32,7 +32,8 @@ class Snapshot:
     def searcher(self, engine: str, quality: str, encoder: Encoder, hybrid: bool = False) -> Searcher:
         key = (engine, quality, hybrid)
         if key not in self.searchers:
-            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality, hybrid=hybrid)
+            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality,
+                                           hybrid=None if hybrid else False)
         return self.searchers[key]
 
     def allowed(self, conditions: dict) -> np.ndarray:

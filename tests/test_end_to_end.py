@@ -48,7 +48,8 @@ def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
 def test_token_engine_probing_everything_equals_exhaustive(sample_index, encoder):
     texts = [q.text for q in read_queries(SAMPLE)]
     exhaustive = Searcher(sample_index, encoder=encoder, engine="exhaustive").search_batch(texts, k=10)
-    generous = Searcher(sample_index, encoder=encoder, nprobe=10_000, n_candidates=10_000).search_batch(texts, k=10)
+    generous = Searcher(sample_index, encoder=encoder, nprobe=10_000, n_candidates=10_000,
+                        hybrid=False).search_batch(texts, k=10)
     assert generous.doc_ids == exhaustive.doc_ids
     np.testing.assert_allclose(generous.scores, exhaustive.scores, rtol=1e-5, atol=1e-5)
 
@@ -136,7 +137,7 @@ def test_cli_unknown_command(capsys):
 
 
 def test_token_engine_returns_k_results_beyond_n_candidates(sample_index, encoder):
-    searcher = Searcher(sample_index, encoder=encoder, nprobe=64, n_candidates=5)
+    searcher = Searcher(sample_index, encoder=encoder, nprobe=64, n_candidates=5, hybrid=False)
     assert len(searcher.search("solar power", k=20).doc_ids[0]) == 20
 
 
@@ -147,9 +148,9 @@ def test_eval_report_and_resume_without_reencoding(tmp_path, monkeypatch, capsys
     index = tmp_path / "idx"
     assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(index), "--out", str(out), "--sweep"]) == 0
     table = capsys.readouterr().out
-    for name in ("token (fast)", "token (balanced)", "token (accurate)", "exhaustive MaxSim",
-                 "BM25 (index lexical lists)", "hybrid: token (fast) + BM25", "uncompressed exhaustive MaxSim",
-                 "loss vs uncompressed"):
+    for name in ("token (fast) + BM25 hybrid", "token (balanced) + BM25 hybrid", "token (accurate) + BM25 hybrid",
+                 "token (fast) dense only", "exhaustive MaxSim", "BM25 (index lexical lists)",
+                 "uncompressed exhaustive MaxSim", "loss vs uncompressed"):
         assert name in table
     report = json.loads((out / "report.json").read_text())
     results = {r["name"]: r for r in report["results"]}
@@ -189,13 +190,13 @@ def test_vocab_and_union_engines_rescore_their_candidates_exactly(sample_index, 
     texts = [q.text for q in read_queries(SAMPLE)]
     exhaustive = Searcher(sample_index, encoder=encoder, engine="exhaustive").search_batch(texts, k=30)
     for engine in ("vocab", "union"):
-        results = Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=5).search_batch(texts, k=3)
+        results = Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=5, hybrid=False).search_batch(texts, k=3)
         for i in range(len(texts)):
             exact = dict(exhaustive.hits(i))
             for doc_id, score in results.hits(i):   # final scores are the exact MaxSim of each candidate
                 assert score == pytest.approx(exact[doc_id], rel=1e-4, abs=1e-3)
     # Every query of the sample shares a term with its best document: the term lists find it.
-    vocab = Searcher(sample_index, encoder=encoder, engine="vocab", n_candidates=30).search_batch(texts, k=1)
+    vocab = Searcher(sample_index, encoder=encoder, engine="vocab", n_candidates=30, hybrid=False).search_batch(texts, k=1)
     assert [r[0] for r in vocab.doc_ids] == [r[0] for r in exhaustive.doc_ids]
 
 
@@ -204,7 +205,7 @@ def test_union_candidates_contain_both_first_stages(sample_index, encoder):
     q = torch.from_numpy(sample_index.store.codec.project(encoder.encode_queries([text])[0]))
     terms = encoder.query_term_ids([text])[0]
     assert (terms >= 0).sum() == len(encoder.tokenizer.tokenize(text))   # one id per word piece, none for [CLS]/[SEP]
-    make = lambda engine: set(Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=4)
+    make = lambda engine: set(Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=4, hybrid=False)
                               .candidates(q, term_ids=terms).tolist())
     assert make("union") == make("token") | make("vocab")
 
@@ -215,7 +216,8 @@ def test_vocab_engine_needs_term_ids_for_pre_encoded_queries(sample_index, encod
         Searcher(sample_index, encoder=encoder, engine="vocab").search_batch(q, k=3)
     terms = encoder.query_term_ids(["solar power"])
     a = Searcher(sample_index, encoder=encoder, engine="vocab").search_batch(q, k=3, term_ids=terms)
-    assert a.doc_ids == Searcher(sample_index, encoder=encoder, engine="vocab").search(["solar power"][0], k=3).doc_ids
+    dense = Searcher(sample_index, encoder=encoder, engine="vocab", hybrid=False)
+    assert a.doc_ids == dense.search("solar power", k=3).doc_ids
 
 
 def test_the_40th_query_token_decides_the_ranking(tmp_path, encoder):

@@ -91,15 +91,18 @@ def test_flipped_lexical_byte_is_caught_at_open(small_index):
 def test_hybrid_searcher_fuses_the_two_rankings(small_index):
     index, encoder = small_index
     query = "hello world"
-    dense = Searcher(index, encoder=encoder).search(query, k=100).hits(0)
+    dense = Searcher(index, encoder=encoder, hybrid=False).search(query, k=100).hits(0)
     lexical = Searcher(index, encoder=encoder, fusion="lexical").search(query, k=100).hits(0)
     for fusion, expected in (("rrf", reciprocal_rank_fusion([[d for d, _ in dense], [d for d, _ in lexical]])),
                              ("interpolate", interpolate_scores(dense, lexical, 0.3))):
         got = Searcher(index, encoder=encoder, fusion=fusion, alpha=0.3).search(query, k=4).hits(0)
         assert [d for d, _ in got] == [d for d, _ in expected[:4]]
         np.testing.assert_allclose([s for _, s in got], [s for _, s in expected[:4]], rtol=1e-5)
-    default = Searcher(index, encoder=encoder, hybrid=True).search(query, k=3)
-    assert default.doc_ids[0][0] == "d2"
+    default = Searcher(index, encoder=encoder).search(query, k=3)          # hybrid is the default with texts
+    explicit = Searcher(index, encoder=encoder, fusion="interpolate").search(query, k=3)
+    assert default.doc_ids == explicit.doc_ids and default.scores.tolist() == explicit.scores.tolist()
+    arrays = Searcher(index, encoder=encoder).search_batch(encoder.encode_queries([query]), k=3)   # no texts
+    assert arrays.doc_ids[0] == [d for d, _ in dense[:3]]
     with pytest.raises(ValueError, match="needs the query texts"):
         Searcher(index, encoder=encoder, hybrid=True).search_batch(encoder.encode_queries([query]), k=3)
     with pytest.raises(ValueError, match="fusion must be one of"):

@@ -121,8 +121,12 @@ def test_hybrid_field_gives_the_library_hybrid_ranking(server, index_dir):
     expected = Searcher(Index.open(index_dir), encoder=load_encoder(device="cpu"), hybrid=True).search(query, k=5)
     assert [h["id"] for h in body["hits"]] == expected.doc_ids[0]
     assert [h["score"] for h in body["hits"]] == pytest.approx(expected.scores[0].tolist(), abs=1e-4)
-    dense = httpx.post(f"{server.url}/search", json={"query": query, "k": 5}).json()
-    assert [h["score"] for h in dense["hits"]] != [h["score"] for h in body["hits"]]
+    default = httpx.post(f"{server.url}/search", json={"query": query, "k": 5}).json()     # hybrid by default
+    assert default["hits"] == body["hits"]
+    dense = httpx.post(f"{server.url}/search", json={"query": query, "k": 5, "hybrid": False}).json()
+    expected = Searcher(Index.open(index_dir), encoder=load_encoder(device="cpu"), hybrid=False).search(query, k=5)
+    assert [h["id"] for h in dense["hits"]] == expected.doc_ids[0]
+    assert [h["score"] for h in dense["hits"]] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
 
 
 def test_metadata_filters_apply_before_rescoring(server):

@@ -46,7 +46,7 @@ def _single_with_same_codec(path, sharded_dir, documents, encoder):
 def _assert_same_results(sharded_dir, single, encoder, **kwargs):
     texts = [q.text for q in read_queries(SAMPLE)]
     a = ShardedSearcher(sharded_dir, encoder=encoder, **kwargs).search_batch(texts, k=8)
-    b = Searcher(single, encoder=encoder, **kwargs).search_batch(texts, k=8)
+    b = Searcher(single, encoder=encoder, hybrid=False, **kwargs).search_batch(texts, k=8)
     assert a.doc_ids == b.doc_ids
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
 
