@@ -48,7 +48,7 @@ def _time_single(searcher, embeddings: np.ndarray, k: int, threads: int) -> np.n
 
 
 def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, split: str = "test",
-        k: int = 10, model: str | None = None) -> dict:
+        k: int = 10, model: str | None = None, backends: tuple[str, ...] = ("compiled", "reference")) -> dict:
     import torch
     from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
     from retriever.cache import encode_corpus_cached
@@ -84,8 +84,10 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
              "p50_ms_1t": float("nan"), "p95_ms_1t": float("nan"), "p50_ms_2t": float("nan"),
              "p95_ms_2t": float("nan")}]
     print(json.dumps(rows[-1]), flush=True)
-    for nprobe, k_prime, n_candidates in sweep:
-        searcher = Searcher(index, encoder=encoder, nprobe=nprobe, k_prime=k_prime, n_candidates=n_candidates)
+    settings = [(b, *s) for s in sweep for b in backends if not (b == "compiled" and s[1] is not None)]
+    for backend, nprobe, k_prime, n_candidates in settings:
+        searcher = Searcher(index, encoder=encoder, nprobe=nprobe, k_prime=k_prime, n_candidates=n_candidates,
+                            backend=backend, hybrid=False)
         projected = index.store.codec.project(embeddings.reshape(-1, embeddings.shape[2])).reshape(
             len(embeddings), embeddings.shape[1], -1)
         first = [set(searcher.candidates(torch.from_numpy(projected[i])).tolist()) for i in range(len(queries))]
@@ -95,7 +97,7 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
         results = searcher.search_batch(embeddings, k=k)   # k results: n_candidates is not raised to 100
         batch_seconds = time.perf_counter() - started
         rows.append({
-            "setting": f"nprobe={nprobe} k'={k_prime or '-'} cand={n_candidates}",
+            "setting": f"{backend}: nprobe={nprobe} k'={k_prime or '-'} cand={n_candidates}",
             "recall_vs_exhaustive": float(np.mean([len(set(r[:k]) & ref) / len(ref)
                                                    for r, ref in zip(results.indices.tolist(), reference)])),
             "first_stage_recall": float(np.mean([len(f & ref) / len(ref) for f, ref in zip(first, reference)])),
@@ -143,8 +145,11 @@ def main(command: str = "bench", argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/bench")
     p.add_argument("--model", default=None)
     p.add_argument("--split", default="test")
+    p.add_argument("--backends", nargs="+", default=["compiled", "reference"], choices=["compiled", "reference"],
+                   help="search paths measured side by side (default both)")
     args = p.parse_args(argv)
-    result = run(args.dataset, args.cache, args.index, args.recipe, DEFAULT_SWEEP, args.split, model=args.model)
+    result = run(args.dataset, args.cache, args.index, args.recipe, DEFAULT_SWEEP, args.split, model=args.model,
+                 backends=tuple(args.backends))
     print(report(result, Path(args.out)))
     return 0
 

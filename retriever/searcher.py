@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from indexes.alloc import keep_freed_memory
+from indexes import compiled
 from indexes.maxsim import pick_device, search_blocks
 from indexes.retrieval import rescore, retrieve_candidates
 from indexes.vocab import retrieve_by_term
@@ -22,6 +22,9 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
 # First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
 ENGINES = ("token", "vocab", "union", "exhaustive")
+# "compiled": numba kernels (indexes/compiled.py) on the CPU; "reference": the numpy / torch path
+# (indexes/retrieval.py), which also serves CUDA, float16 indexes and k'; "auto" picks per search.
+BACKENDS = ("auto", "compiled", "reference")
 EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
 # Hybrid search (BM25 lists stored in the index fused with the dense ranking): on by default, and
@@ -78,7 +81,8 @@ class Searcher:
     def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",
                  quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
                  n_candidates: int | None = None, device: str | torch.device | None = None,
-                 hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None):
+                 hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None,
+                 backend: str = "auto"):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if quality not in PRESETS:
@@ -92,6 +96,12 @@ class Searcher:
         self.alpha = HYBRID_ALPHA if alpha is None else float(alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "compiled" and not compiled.kernels.available():
+            raise ImportError("the compiled backend needs numba: pip install numba (or use backend='reference')")
+        self.backend = backend
+        self._compiled: compiled.CompiledSearch | None = None
         self.index = index
         self.engine = engine
         preset = PRESETS[quality]
@@ -102,7 +112,6 @@ class Searcher:
         self._encoder = encoder
         if encoder is not None:
             self._check_encoder(encoder)
-        keep_freed_memory()
 
     @property
     def encoder(self) -> Encoder:
@@ -218,11 +227,25 @@ class Searcher:
         return self._candidates(query[torch.from_numpy(real).to(query.device)], k,
                                 None if term_ids is None else np.asarray(term_ids)[real])
 
+    def _compiled_for(self, store, device: torch.device) -> "compiled.CompiledSearch | None":
+        """The compiled path for this snapshot, or None where the reference path must serve."""
+        if self.backend == "reference" or device.type != "cpu" or not compiled.supports(store, self.k_prime):
+            if self.backend == "compiled":
+                raise ValueError("the compiled backend serves residual-coded indexes on the CPU without k_prime; "
+                                 "use backend='auto' or 'reference'")
+            return None
+        if self._compiled is None or self._compiled.store is not store:
+            self._compiled = compiled.CompiledSearch(store)
+        return self._compiled
+
     def _candidates(self, real: torch.Tensor, k: int, term_ids: np.ndarray | None, store=None) -> np.ndarray:
         n = max(self.n_candidates, k)
         store = store if store is not None else self.index.store
         found = []
-        if self.engine in ("token", "union"):
+        fast = self._compiled_for(store, real.device)
+        if self.engine in ("token", "union") and fast is not None:
+            found.append(fast.candidates(real.numpy(), nprobe=self.nprobe, n_candidates=n)[0])
+        elif self.engine in ("token", "union"):
             found.append(retrieve_candidates(store, real, nprobe=self.nprobe, k_prime=self.k_prime,
                                              n_candidates=n)[0])
         if self.engine in ("vocab", "union"):
@@ -246,6 +269,15 @@ class Searcher:
                         allowed_positions = np.flatnonzero(allowed & store.alive)
                     if len(allowed_positions) <= EXACT_FILTER_LIMIT:
                         positions = allowed_positions   # a selective filter: score every allowed document
+            fast = self._compiled_for(store, queries.device)
+            if fast is not None:
+                exact = fast.rescore(real.numpy(), positions)
+                n = min(k, len(positions))
+                # Best first, ties by position (as the exhaustive reference breaks them).
+                top = np.lexsort((positions, -exact))[:n]
+                scores[i, :n] = exact[top]
+                indices[i, :n] = positions[top]
+                continue
             exact = rescore(store, real[None], positions)[0]
             top = exact.topk(min(k, len(positions)))
             scores[i, :len(top.values)] = top.values.cpu().numpy()

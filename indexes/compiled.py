@@ -1,0 +1,104 @@
+"""The compiled CPU search path: `indexes/kernels.py` driven over an index snapshot.
+
+Same inputs and outputs as `retrieval.retrieve_candidates` and `retrieval.rescore` (their
+reference), with numpy arrays instead of torch tensors. Used by the `Searcher` on the CPU for
+residual-coded indexes (res1/res2/res4) without k'; everything else takes the reference path.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from . import kernels
+from .retrieval import _expand_ranges, residual_tables
+from .store import IndexStore
+
+__all__ = ["supports", "CompiledSearch"]
+
+_BLOCK_VECTORS = 4096      # candidate vectors decoded per block (a 6 MiB float32 buffer at 384 dims)
+
+
+def supports(store: IndexStore, k_prime: int | None = None) -> bool:
+    """Whether the compiled path can serve this index and setting."""
+    return kernels.available() and store.codec.nbits != 16 and k_prime is None
+
+
+class CompiledSearch:
+    """Workspaces for one index snapshot, one set per thread, reused across queries."""
+
+    def __init__(self, store: IndexStore):
+        self.store = store
+        self._local = threading.local()
+        codec = store.codec
+        self._centroids = np.ascontiguousarray(codec.centroids, dtype=np.float32)
+        self._byte_table = np.ascontiguousarray(codec._cpu_table, dtype=np.float32)
+        self._alive = np.ascontiguousarray(store.alive)
+        self._segments = [(np.asarray(s.ivf_offsets), np.asarray(s.ivf_vector_ids), np.asarray(s.codes),
+                           np.asarray(s.residuals), s.doc_of_vector, np.asarray(s.doc_offsets))
+                          for s in store.segments]
+
+    def _workspace(self) -> kernels.Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = kernels.Workspace(self.store.n_positions)
+            self._local.buffer = np.empty((_BLOCK_VECTORS, self.store.codec.dim), dtype=np.float32)
+        return ws
+
+    def candidates(self, query: np.ndarray, *, nprobe: int, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates,
+        for one (T, dim) float32 projected query of real tokens (see retrieve_candidates)."""
+        ws = self._workspace()
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        scores = query @ self._centroids.T                                   # (T, C)
+        n_c = scores.shape[1]
+        nprobe = min(nprobe, n_c)
+        if nprobe < n_c:
+            top = np.argpartition(-scores, nprobe, axis=1)[:, :nprobe + 1]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            probed = np.ascontiguousarray(top[:, :nprobe], dtype=np.int64)
+            missing = np.take_along_axis(scores, top[:, nprobe:nprobe + 1], axis=1)[:, 0].astype(np.float32)
+        else:        # every list probed: no document misses a token, nothing to impute
+            probed = np.ascontiguousarray(np.argsort(-scores, axis=1), dtype=np.int64)
+            missing = np.zeros(len(query), dtype=np.float32)
+        lut = residual_tables(self.store.codec, torch.from_numpy(query)).numpy()
+        bases = self.store.segment_bases
+        for s, (ivf_offsets, ivf_ids, codes, residuals, doc_of, _) in enumerate(self._segments):
+            kernels.probe_segment(probed, scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of,
+                                  int(bases[s]), self._alive, ws.acc, ws.seen, ws.best, ws.touched,
+                                  ws.token_touched, ws.n_touched)
+        docs = np.empty(n_candidates, dtype=np.int64)
+        top_scores = np.empty(n_candidates, dtype=np.float32)
+        n = kernels.select_candidates(ws.acc, ws.seen, ws.touched, ws.n_touched, n_candidates, docs, top_scores)
+        return docs[:n], top_scores[:n] + np.float32(missing.sum())
+
+    def rescore(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`."""
+        self._workspace()
+        buffer = self._local.buffer
+        query_t = np.ascontiguousarray(np.asarray(query, dtype=np.float32).T)      # (dim, T)
+        out = np.zeros(len(positions), dtype=np.float32)
+        bases = self.store.segment_bases
+        segment_of = np.searchsorted(bases, positions, side="right") - 1
+        for s in np.unique(segment_of):
+            _, _, codes, residuals, _, doc_offsets = self._segments[s]
+            which = np.flatnonzero(segment_of == s)
+            local = positions[which] - int(bases[s])
+            starts, lengths = doc_offsets[local], doc_offsets[local + 1] - doc_offsets[local]
+            first = 0
+            while first < len(which):
+                # As many whole documents as fit in the buffer (at least one; a longer one grows it).
+                end = first + max(1, int(np.searchsorted(np.cumsum(lengths[first:]), len(buffer), side="right")))
+                rows = _expand_ranges(starts[first:end], lengths[first:end])
+                if len(rows) > len(buffer):
+                    buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
+                kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
+                sims = buffer[:len(rows)] @ query_t                                    # (n_rows, T)
+                block = np.empty(end - first, dtype=np.float32)
+                kernels.maxsim_block(sims, lengths[first:end], block)
+                out[which[first:end]] = block
+                first = end
+        return out

@@ -1,0 +1,203 @@
+"""Compiled CPU kernels (numba) for the two search stages; `indexes/retrieval.py` is their reference.
+
+Stage 1, `probe_segment`: for each query token, walk its probed centroid lists, score each vector
+as <q, centroid> + <q, residual> (the residual part from the per-token lookup table, one lookup
+per packed byte), keep the best score per (token, document), and fold it into the document's
+running sum as (best - imputed): the imputed score of a token that retrieved nothing from a
+document is added once for all documents at the end. Nothing is materialised per (token, vector)
+pair; the per-document arrays are workspaces reused across queries (`Workspace`), reset by
+walking the documents touched, so a query costs time and memory in what it probes only.
+
+Stage 2, `rescore_block`: exact MaxSim of candidates from their compressed vectors, decoded into
+a reusable buffer one block at a time and scored with one matrix product per block.
+
+Kernels are compiled on first use and cached on disk by numba (`cache=True`). Importing this
+module needs numba; `available()` says whether it is installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["available", "Workspace", "probe_segment", "select_candidates", "decode_into", "maxsim_block"]
+
+try:
+    import numba as nb
+except ImportError:                      # the reference path in retrieval.py still works
+    nb = None
+
+
+def available() -> bool:
+    return nb is not None
+
+
+def _jit(fn):
+    # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
+    flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    return nb.njit(cache=True, nogil=True, fastmath=flags)(fn) if nb is not None else fn
+
+
+class Workspace:
+    """Per-document scratch arrays of one index snapshot, reused across queries (not thread-safe:
+    one per searching thread). acc: running sum of (best - imputed) per document; best: the
+    current token's best score per document; touched / token_touched: lists of documents."""
+
+    def __init__(self, n_positions: int):
+        self.n_positions = n_positions
+        self.acc = np.zeros(n_positions, dtype=np.float32)
+        self.seen = np.zeros(n_positions, dtype=np.bool_)
+        self.best = np.full(n_positions, -np.inf, dtype=np.float32)
+        self.touched = np.zeros(n_positions, dtype=np.int64)
+        self.token_touched = np.zeros(n_positions, dtype=np.int64)
+        self.n_touched = np.zeros(1, dtype=np.int64)
+
+
+@_jit
+def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of_vector,
+                  base, alive, acc, seen, best, touched, token_touched, n_touched):
+    """Score every vector of the probed lists of one segment and fold the per-(token, document)
+    best into acc (see the module docstring).
+
+    probed: (T, nprobe) int64 centroid ids per token; centroid_scores: (T, C) float32; lut:
+    (n_bytes, T, 256) float32 residual tables; missing: (T,) float32 imputed score per token
+    (finite); ivf_offsets (C + 1,), ivf_ids (m,), codes (m,), residuals (m, n_bytes) uint8,
+    doc_of_vector (m,) of the segment; base: its first global position; alive: (n_positions,)
+    bool. acc, seen, best, touched, token_touched, n_touched: Workspace arrays.
+    """
+    n_tokens, nprobe = probed.shape
+    n_bytes = residuals.shape[1]
+    for t in range(n_tokens):
+        n_tok = 0
+        for j in range(nprobe):
+            c = probed[t, j]
+            cscore = centroid_scores[t, c]
+            for i in range(ivf_offsets[c], ivf_offsets[c + 1]):
+                v = ivf_ids[i]
+                doc = base + doc_of_vector[v]
+                if not alive[doc]:
+                    continue
+                s = cscore
+                for p in range(n_bytes):
+                    s += lut[p, t, residuals[v, p]]
+                if s > best[doc]:
+                    if best[doc] == -np.inf:
+                        token_touched[n_tok] = doc
+                        n_tok += 1
+                    best[doc] = s
+        for i in range(n_tok):
+            doc = token_touched[i]
+            acc[doc] += best[doc] - missing[t]
+            best[doc] = -np.inf
+            if not seen[doc]:
+                seen[doc] = True
+                touched[n_touched[0]] = doc
+                n_touched[0] += 1
+
+
+@_jit
+def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out_scores):
+    """Top n_candidates touched documents by acc (best first) into out_docs / out_scores, and
+    reset the workspace for the next query. Returns how many were written."""
+    n = n_touched[0]
+    k = min(n_candidates, n)
+    # Min-heap of the k best (score, doc) seen so far.
+    heap_s = np.empty(k, dtype=np.float32)
+    heap_d = np.empty(k, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        doc = touched[i]
+        s = acc[doc]
+        acc[doc] = 0.0
+        seen[doc] = False
+        if size < k:
+            heap_s[size] = s
+            heap_d[size] = doc
+            j = size
+            size += 1
+            while j > 0:                                # sift up
+                parent = (j - 1) // 2
+                if heap_s[parent] < heap_s[j] or (heap_s[parent] == heap_s[j] and heap_d[parent] > heap_d[j]):
+                    break
+                heap_s[parent], heap_s[j] = heap_s[j], heap_s[parent]
+                heap_d[parent], heap_d[j] = heap_d[j], heap_d[parent]
+                j = parent
+        elif k > 0 and (s > heap_s[0] or (s == heap_s[0] and doc < heap_d[0])):
+            heap_s[0] = s
+            heap_d[0] = doc
+            j = 0
+            while True:                                 # sift down
+                left, right, small = 2 * j + 1, 2 * j + 2, j
+                if left < size and (heap_s[left] < heap_s[small] or
+                                    (heap_s[left] == heap_s[small] and heap_d[left] > heap_d[small])):
+                    small = left
+                if right < size and (heap_s[right] < heap_s[small] or
+                                     (heap_s[right] == heap_s[small] and heap_d[right] > heap_d[small])):
+                    small = right
+                if small == j:
+                    break
+                heap_s[small], heap_s[j] = heap_s[j], heap_s[small]
+                heap_d[small], heap_d[j] = heap_d[j], heap_d[small]
+                j = small
+    n_touched[0] = 0
+    # Pop the heap: ascending, written from the back so the output is best first.
+    for i in range(size - 1, -1, -1):
+        out_scores[i] = heap_s[0]
+        out_docs[i] = heap_d[0]
+        last = i
+        heap_s[0] = heap_s[last]
+        heap_d[0] = heap_d[last]
+        j = 0
+        while True:
+            left, right, small = 2 * j + 1, 2 * j + 2, j
+            if left < last and (heap_s[left] < heap_s[small] or
+                                (heap_s[left] == heap_s[small] and heap_d[left] > heap_d[small])):
+                small = left
+            if right < last and (heap_s[right] < heap_s[small] or
+                                 (heap_s[right] == heap_s[small] and heap_d[right] > heap_d[small])):
+                small = right
+            if small == j:
+                break
+            heap_s[small], heap_s[j] = heap_s[j], heap_s[small]
+            heap_d[small], heap_d[j] = heap_d[j], heap_d[small]
+            j = small
+    return size
+
+
+@_jit
+def decode_into(codes, residuals, rows, centroids, byte_table, out):
+    """Decode stored vectors `rows` into out[:len(rows)] as unit float32 rows:
+    normalize(centroids[code] + residual decoded byte by byte). byte_table: (n_bytes * 256,
+    per_byte) float32, what byte b decodes to at position p (row p * 256 + b)."""
+    n_bytes = residuals.shape[1]
+    per_byte = byte_table.shape[1]
+    for r in range(len(rows)):
+        v = rows[r]
+        c = codes[v]
+        norm = 0.0
+        for p in range(n_bytes):
+            b = residuals[v, p]
+            for j in range(per_byte):
+                d = p * per_byte + j
+                x = centroids[c, d] + byte_table[p * 256 + b, j]
+                out[r, d] = x
+                norm += x * x
+        scale = 1.0 / max(np.sqrt(norm), 1e-12)
+        for d in range(out.shape[1]):
+            out[r, d] *= scale
+
+
+@_jit
+def maxsim_block(sims, doc_lengths, out):
+    """sims: (n_vectors, T) similarities of consecutive documents' vectors to T query tokens;
+    doc_lengths: vectors per document. out[d] = sum over tokens of the max over its vectors."""
+    row = 0
+    for d in range(len(doc_lengths)):
+        total = 0.0
+        for t in range(sims.shape[1]):
+            m = -np.inf
+            for i in range(row, row + doc_lengths[d]):
+                if sims[i, t] > m:
+                    m = sims[i, t]
+            total += m
+        out[d] = total
+        row += doc_lengths[d]

@@ -1,0 +1,109 @@
+"""The compiled (numba) search path equals its numpy / torch reference (indexes/retrieval.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from indexes import kernels
+from indexes.build import TokenBatch, add_to_index, build_index
+from indexes.compiled import CompiledSearch
+from indexes.retrieval import rescore, retrieve_candidates
+from indexes.store import IndexStore, delete_documents
+from conftest import synthetic_batch, synthetic_docs
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+
+
+def _split(batch: TokenBatch, first: int, end: int) -> TokenBatch:
+    offsets = np.concatenate([[0], np.cumsum(batch.lengths)])
+    rows = slice(int(offsets[first]), int(offsets[end]))
+    return TokenBatch(batch.vectors[rows], batch.token_ids[rows], batch.lengths[first:end], batch.norms[rows])
+
+
+@pytest.fixture(scope="module", params=["res2", "res1", "pool2,res4"])
+def store(request, tmp_path_factory):
+    """Three segments (a build and two adds) and deletions in two of them."""
+    path = tmp_path_factory.mktemp(request.param.replace(",", "_"))
+    batch = synthetic_batch(n_docs=150, dim=32, seed=21)
+    docs = synthetic_docs(150)
+    build_index(path, _split(batch, 0, 90), docs[:90], recipe=request.param, info={"encoder": {}}, vocab_size=500)
+    add_to_index(path, _split(batch, 90, 120), docs[90:120])
+    add_to_index(path, _split(batch, 120, 150), docs[120:150])
+    delete_documents(path, ["d3", "d50", "d95", "d121", "d149"])
+    store = IndexStore.open(path)
+    assert len(store.segments) == 3 and store.n_docs == 145
+    return store
+
+
+def _queries(n: int = 6, seed: int = 9) -> np.ndarray:
+    return synthetic_batch(n_docs=n, dim=32, seed=seed, min_len=7, max_len=8).vectors.astype(np.float32).reshape(n, 7, 32)
+
+
+@pytest.mark.parametrize("nprobe, n_candidates", [(1, 10), (2, 32), (4, 200), (10_000, 40)])
+def test_candidates_equal_the_reference(store, nprobe, n_candidates):
+    fast = CompiledSearch(store)
+    for q in _queries():
+        ref_docs, ref_scores = retrieve_candidates(store, torch.from_numpy(q), nprobe=nprobe, n_candidates=n_candidates)
+        docs, scores = fast.candidates(q, nprobe=nprobe, n_candidates=n_candidates)
+        assert docs.tolist() == ref_docs.tolist()
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
+        assert not set(docs.tolist()) & {3, 50, 95, 121, 149}         # deleted documents never come back
+
+
+def test_rescoring_equals_the_reference(store):
+    fast = CompiledSearch(store)
+    live = np.flatnonzero(store.alive)
+    for i, q in enumerate(_queries(seed=4)):
+        positions = np.random.default_rng(i).permutation(live)[:37]
+        ref = rescore(store, torch.from_numpy(q)[None], positions)[0].numpy()
+        np.testing.assert_allclose(fast.rescore(q, positions), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_long_document_grows_the_decoding_buffer(tmp_path):
+    batch = synthetic_batch(n_docs=3, dim=32, seed=2, min_len=5000, max_len=5001)
+    build_index(tmp_path, batch, synthetic_docs(3), recipe="res2", info={"encoder": {}}, vocab_size=500)
+    store = IndexStore.open(tmp_path)
+    q = _queries(1)[0]
+    ref = rescore(store, torch.from_numpy(q)[None], np.arange(3))[0].numpy()
+    np.testing.assert_allclose(CompiledSearch(store).rescore(q, np.arange(3)), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("engine", ["token", "union"])
+def test_searcher_backends_agree_with_filters(store, engine):
+    from retriever import Index, Searcher
+
+    index = Index(store)
+    q = _queries(5, seed=13)
+    terms = np.random.default_rng(0).integers(0, 500, size=q.shape[:2])
+    allowed = np.zeros(store.n_positions, bool)
+    allowed[::3] = True
+    for kwargs in ({}, {"allowed": allowed}):
+        a = Searcher(index, engine=engine, backend="compiled", device="cpu").search_batch(q, k=8, term_ids=terms,
+                                                                                           **kwargs)
+        b = Searcher(index, engine=engine, backend="reference", device="cpu").search_batch(q, k=8, term_ids=terms,
+                                                                                            **kwargs)
+        assert a.doc_ids == b.doc_ids
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-4)
+
+
+def test_k_prime_and_float16_take_the_reference_path(store, tmp_path):
+    from retriever import Index, Searcher
+
+    q = _queries(3)
+    auto = Searcher(Index(store), k_prime=20, device="cpu").search_batch(q, k=5)
+    ref = Searcher(Index(store), k_prime=20, backend="reference", device="cpu").search_batch(q, k=5)
+    assert auto.doc_ids == ref.doc_ids
+    with pytest.raises(ValueError, match="compiled backend serves"):
+        Searcher(Index(store), k_prime=20, backend="compiled", device="cpu").search_batch(q, k=5)
+
+
+def test_constructing_and_searching_changes_no_process_setting(store):
+    from retriever import Index, Searcher
+
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    Searcher(Index(store), device="cpu").search_batch(_queries(2), k=3)
+    assert dict(os.environ) == environ and torch.get_num_threads() == threads
