@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import kernels
-from .retrieval import _expand_ranges, residual_tables
+from .retrieval import _expand_ranges
 from .store import IndexStore
 
 __all__ = ["supports", "CompiledSearch"]
@@ -26,6 +26,15 @@ def supports(store: IndexStore, k_prime: int | None = None) -> bool:
     return kernels.available() and store.codec.nbits != 16 and k_prime is None
 
 
+def token_tables(codec, query: np.ndarray) -> np.ndarray:
+    """(T, n_bytes * 256) float32 lookup tables, one contiguous block per query token: entry
+    [t, p * 256 + b] = <q_t, the residual dimensions byte value b encodes at byte position p>."""
+    _, table = codec.device_tables("cpu")                                  # (n_bytes, 256, per_byte)
+    per_byte = table.shape[2]
+    q = torch.from_numpy(query).reshape(len(query), -1, per_byte)            # (T, n_bytes, per_byte)
+    return torch.einsum("pbk,tpk->tpb", table, q).reshape(len(query), -1).contiguous().numpy()
+
+
 class CompiledSearch:
     """Workspaces for one index snapshot, one set per thread, reused across queries."""
 
@@ -34,10 +43,13 @@ class CompiledSearch:
         self._local = threading.local()
         codec = store.codec
         self._centroids = np.ascontiguousarray(codec.centroids, dtype=np.float32)
+        # Matrix products go through torch so that they follow torch's thread setting (numpy's BLAS
+        # would start threads of its own that contend with torch's on a small machine).
+        self._centroids_t = torch.from_numpy(self._centroids)
         self._byte_table = np.ascontiguousarray(codec._cpu_table, dtype=np.float32)
         self._alive = np.ascontiguousarray(store.alive)
         self._segments = [(np.asarray(s.ivf_offsets), np.asarray(s.ivf_vector_ids), np.asarray(s.codes),
-                           np.asarray(s.residuals), s.doc_of_vector, np.asarray(s.doc_offsets))
+                           np.asarray(s.residuals), s.doc_of_vector, np.asarray(s.doc_offsets), s)
                           for s in store.segments]
 
     def _workspace(self) -> kernels.Workspace:
@@ -52,7 +64,7 @@ class CompiledSearch:
         for one (T, dim) float32 projected query of real tokens (see retrieve_candidates)."""
         ws = self._workspace()
         query = np.ascontiguousarray(query, dtype=np.float32)
-        scores = query @ self._centroids.T                                   # (T, C)
+        scores = (torch.from_numpy(query) @ self._centroids_t.T).numpy()      # (T, C)
         n_c = scores.shape[1]
         nprobe = min(nprobe, n_c)
         if nprobe < n_c:
@@ -64,11 +76,11 @@ class CompiledSearch:
         else:        # every list probed: no document misses a token, nothing to impute
             probed = np.ascontiguousarray(np.argsort(-scores, axis=1), dtype=np.int64)
             missing = np.zeros(len(query), dtype=np.float32)
-        lut = residual_tables(self.store.codec, torch.from_numpy(query)).numpy()
+        lut = token_tables(self.store.codec, query)
         bases = self.store.segment_bases
-        for s, (ivf_offsets, ivf_ids, codes, residuals, doc_of, _) in enumerate(self._segments):
+        for s, (ivf_offsets, ivf_ids, codes, residuals, doc_of, _, segment) in enumerate(self._segments):
             kernels.probe_segment(probed, scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of,
-                                  int(bases[s]), self._alive, ws.acc, ws.seen, ws.best, ws.touched,
+                                  segment.list_major, int(bases[s]), self._alive, ws.acc, ws.seen, ws.best, ws.touched,
                                   ws.token_touched, ws.n_touched)
         docs = np.empty(n_candidates, dtype=np.int64)
         top_scores = np.empty(n_candidates, dtype=np.float32)
@@ -79,12 +91,12 @@ class CompiledSearch:
         """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`."""
         self._workspace()
         buffer = self._local.buffer
-        query_t = np.ascontiguousarray(np.asarray(query, dtype=np.float32).T)      # (dim, T)
+        query_t = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))   # (dim, T)
         out = np.zeros(len(positions), dtype=np.float32)
         bases = self.store.segment_bases
         segment_of = np.searchsorted(bases, positions, side="right") - 1
         for s in np.unique(segment_of):
-            _, _, codes, residuals, _, doc_offsets = self._segments[s]
+            _, _, codes, residuals, _, doc_offsets, segment = self._segments[s]
             which = np.flatnonzero(segment_of == s)
             local = positions[which] - int(bases[s])
             starts, lengths = doc_offsets[local], doc_offsets[local + 1] - doc_offsets[local]
@@ -92,11 +104,11 @@ class CompiledSearch:
             while first < len(which):
                 # As many whole documents as fit in the buffer (at least one; a longer one grows it).
                 end = first + max(1, int(np.searchsorted(np.cumsum(lengths[first:]), len(buffer), side="right")))
-                rows = _expand_ranges(starts[first:end], lengths[first:end])
+                rows = segment.slots(_expand_ranges(starts[first:end], lengths[first:end]))
                 if len(rows) > len(buffer):
                     buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
                 kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
-                sims = buffer[:len(rows)] @ query_t                                    # (n_rows, T)
+                sims = (torch.from_numpy(buffer[:len(rows)]) @ query_t).numpy()        # (n_rows, T)
                 block = np.empty(end - first, dtype=np.float32)
                 kernels.maxsim_block(sims, lengths[first:end], block)
                 out[which[first:end]] = block

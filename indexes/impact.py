@@ -39,7 +39,7 @@ def term_centroids(store, vocab_size: int, chunk: int = 200_000) -> np.ndarray:
         terms, vectors = _pairs(segment)
         for start in range(0, len(terms), chunk):
             v = vectors[start:start + chunk]
-            decoded = store.codec.decompress(np.asarray(segment.codes)[v], np.asarray(segment.residuals)[v]).numpy()
+            decoded = store.codec.decompress(segment.vector_codes(v), segment.vector_residuals(v)).numpy()
             np.add.at(sums, terms[start:start + chunk], decoded)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -68,8 +68,8 @@ def document_term_weights(store, centroids: np.ndarray, weighting: str = "centro
             values = np.ones(len(terms), dtype=np.float32)
         else:
             terms, vectors = _pairs(segment)
-            decoded = store.codec.decompress(np.asarray(segment.codes)[vectors],
-                                             np.asarray(segment.residuals)[vectors]).numpy()
+            decoded = store.codec.decompress(segment.vector_codes(vectors),
+                                             segment.vector_residuals(vectors)).numpy()
             values = np.einsum("pd,pd->p", decoded, centroids[terms]) * scale[terms]
         doc = segment.doc_of_vector[vectors].astype(np.int64)
         # Group by (document, term): the max (vector weights) or the sum (term counts).

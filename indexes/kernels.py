@@ -54,19 +54,23 @@ class Workspace:
 
 @_jit
 def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of_vector,
-                  base, alive, acc, seen, best, touched, token_touched, n_touched):
+                  list_major, base, alive, acc, seen, best, touched, token_touched, n_touched):
     """Score every vector of the probed lists of one segment and fold the per-(token, document)
     best into acc (see the module docstring).
 
     probed: (T, nprobe) int64 centroid ids per token; centroid_scores: (T, C) float32; lut:
-    (n_bytes, T, 256) float32 residual tables; missing: (T,) float32 imputed score per token
-    (finite); ivf_offsets (C + 1,), ivf_ids (m,), codes (m,), residuals (m, n_bytes) uint8,
-    doc_of_vector (m,) of the segment; base: its first global position; alive: (n_positions,)
-    bool. acc, seen, best, touched, token_touched, n_touched: Workspace arrays.
+    (T, n_bytes * 256) float32, lut[t, p * 256 + b] = <q_t, what byte value b encodes at byte
+    position p>; missing: (T,) float32 imputed score per token (finite); ivf_offsets (C + 1,),
+    ivf_ids (m,), codes (m,), residuals (m, n_bytes) uint8, doc_of_vector (m,) of the segment;
+    list_major: codes / residuals are stored in list order (slot i holds vector ivf_ids[i]), else
+    in vector order; base: the segment's first global position; alive: (n_positions,) bool. acc, seen, best, touched,
+    token_touched, n_touched: Workspace arrays.
     """
     n_tokens, nprobe = probed.shape
     n_bytes = residuals.shape[1]
+    n_quads = n_bytes // 4
     for t in range(n_tokens):
+        table = lut[t]
         n_tok = 0
         for j in range(nprobe):
             c = probed[t, j]
@@ -76,9 +80,21 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, c
                 doc = base + doc_of_vector[v]
                 if not alive[doc]:
                     continue
-                s = cscore
-                for p in range(n_bytes):
-                    s += lut[p, t, residuals[v, p]]
+                row = residuals[i] if list_major else residuals[v]
+                # Four independent sums: the lookups of one vector do not wait on each other.
+                s0 = np.float32(0.0)
+                s1 = np.float32(0.0)
+                s2 = np.float32(0.0)
+                s3 = np.float32(0.0)
+                for q in range(n_quads):
+                    p = 4 * q
+                    s0 += table[p * 256 + row[p]]
+                    s1 += table[(p + 1) * 256 + row[p + 1]]
+                    s2 += table[(p + 2) * 256 + row[p + 2]]
+                    s3 += table[(p + 3) * 256 + row[p + 3]]
+                for p in range(4 * n_quads, n_bytes):
+                    s0 += table[p * 256 + row[p]]
+                s = cscore + ((s0 + s1) + (s2 + s3))
                 if s > best[doc]:
                     if best[doc] == -np.inf:
                         token_touched[n_tok] = doc
@@ -165,25 +181,34 @@ def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out
 
 @_jit
 def decode_into(codes, residuals, rows, centroids, byte_table, out):
-    """Decode stored vectors `rows` into out[:len(rows)] as unit float32 rows:
-    normalize(centroids[code] + residual decoded byte by byte). byte_table: (n_bytes * 256,
-    per_byte) float32, what byte b decodes to at position p (row p * 256 + b)."""
+    """Decode stored vectors `rows` (slots in codes / residuals) into out[:len(rows)] as unit
+    float32 rows: normalize(centroids[code] + residual decoded byte by byte). byte_table:
+    (n_bytes * 256, per_byte) float32, what byte b decodes to at position p (row p * 256 + b).
+    Rows are visited in slot order (a candidate's vectors lie in many lists; reading the stored
+    arrays front to back lets the hardware prefetch them), each written to its own out row."""
     n_bytes = residuals.shape[1]
     per_byte = byte_table.shape[1]
-    for r in range(len(rows)):
+    dim = out.shape[1]
+    flat = byte_table.ravel()
+    visit = np.argsort(rows)
+    for k in range(len(rows)):
+        r = visit[k]
         v = rows[r]
-        c = codes[v]
-        norm = 0.0
-        for p in range(n_bytes):
-            b = residuals[v, p]
+        row = residuals[v]
+        target = out[r]
+        for p in range(n_bytes):                         # residual: one small table row per byte
+            start = (p * 256 + row[p]) * per_byte
             for j in range(per_byte):
-                d = p * per_byte + j
-                x = centroids[c, d] + byte_table[p * 256 + b, j]
-                out[r, d] = x
-                norm += x * x
-        scale = 1.0 / max(np.sqrt(norm), 1e-12)
-        for d in range(out.shape[1]):
-            out[r, d] *= scale
+                target[p * per_byte + j] = flat[start + j]
+        centroid = centroids[codes[v]]
+        norm = np.float32(0.0)
+        for d in range(dim):                             # + centroid, and the norm: contiguous, vectorised
+            x = target[d] + centroid[d]
+            target[d] = x
+            norm += x * x
+        scale = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
+        for d in range(dim):
+            target[d] *= scale
 
 
 @_jit

@@ -108,13 +108,13 @@ def score_pairs(store: IndexStore, s: int, tokens: np.ndarray, vector_ids: np.nd
     centroid_scores, residual = tables
     device = centroid_scores.device
     tok = torch.from_numpy(tokens).to(device)
-    codes = torch.from_numpy(np.asarray(segment.codes)[vector_ids].astype(np.int64)).to(device)
+    codes = torch.from_numpy(segment.vector_codes(vector_ids).astype(np.int64)).to(device)
     scores = centroid_scores[tok, codes]
     if residual is not None and len(vector_ids):
-        packed = np.asarray(segment.residuals)[vector_ids]                  # (P, n_bytes) uint8
+        packed = segment.vector_residuals(vector_ids)                       # (P, n_bytes) uint8
         scores = scores + residual_scores(residual, tokens, packed)
     elif store.codec.nbits == 16 and len(vector_ids):  # fp16 index: the stored vectors are the vectors
-        stored = torch.from_numpy(np.asarray(segment.residuals)[vector_ids]).to(device).float()
+        stored = torch.from_numpy(segment.vector_residuals(vector_ids)).to(device).float()
         scores = (stored * query[tok]).sum(dim=1)
     docs = torch.from_numpy(segment.doc_of_vector[vector_ids].astype(np.int64) + int(store.segment_bases[s]))
     return tok, docs.to(device), scores
@@ -207,7 +207,7 @@ def rescore(store: IndexStore, queries: torch.Tensor, positions: np.ndarray) -> 
         offsets = np.asarray(segment.doc_offsets)
         starts, doc_lengths = offsets[local], offsets[local + 1] - offsets[local]
         rows = _expand_ranges(starts, doc_lengths)
-        vectors.append(store.codec.decompress(np.asarray(segment.codes)[rows], np.asarray(segment.residuals)[rows],
+        vectors.append(store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
                                               device))
         lengths.append(doc_lengths)
     scores = maxsim_scores(queries, torch.cat(vectors), torch.from_numpy(np.concatenate(lengths)).to(device))

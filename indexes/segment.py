@@ -4,6 +4,9 @@ Files (docs/index-format.md is the reference):
 
     codes.npy             (m,) uint16 (int32 past 65,536 centroids)  centroid of each stored vector
     residuals.npy         (m, dim * nbits / 8) uint8, or (m, dim) float16 for fp16 indexes
+                          (format v4+, entry "layout": "ivf": both in list order, slot i holding
+                          vector ivf_vector_ids[i], so a probed list is read front to back;
+                          older segments: in vector order)
     doc_offsets.npy       (n_docs + 1,) int64    document d owns stored vectors [off[d], off[d+1])
     member_counts.npy     (m,) uint16            original tokens each stored vector stands for
     member_token_ids.npy  (n_members,) uint16 (int32 past 65,536 ids)  their token ids, in order
@@ -86,7 +89,13 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
     tmp = directory / f"{name}.tmp"
     tmp.mkdir()
     lexical = build_lexical_lists([f"{d.get('title') or ''} {d.get('text') or ''}".strip() for d in documents])
-    files = {fname: write_npy(tmp / fname, array) for fname, array in {**arrays.files(), **lexical}.items()}
+    arrays_out = arrays.files()
+    # List-major layout: the vectors of a centroid list lie together, so the first stage reads
+    # each probed list sequentially (random rows cost ~5x more per vector, measured on SciFact).
+    slot_order = np.asarray(arrays.ivf_vector_ids, dtype=np.int64)
+    arrays_out["codes.npy"] = np.asarray(arrays.codes)[slot_order]
+    arrays_out["residuals.npy"] = np.asarray(arrays.residuals)[slot_order]
+    files = {fname: write_npy(tmp / fname, array) for fname, array in {**arrays_out, **lexical}.items()}
     files["documents.jsonl"] = write_file(tmp / "documents.jsonl", lambda f: f.writelines(
         (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
                      "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
@@ -95,7 +104,7 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
     os.rename(tmp, directory / name)
     fsync_dir(directory)
     return {"name": name, "n_docs": len(documents), "n_vectors": int(len(arrays.codes)),
-            "n_tokens": int(len(arrays.member_token_ids)), "files": files}
+            "n_tokens": int(len(arrays.member_token_ids)), "layout": "ivf", "files": files}
 
 
 @dataclass
@@ -128,6 +137,36 @@ class Segment(SegmentArrays):
     def doc_of_vector(self) -> np.ndarray:
         """(m,) int32 owning document (within the segment) of each stored vector."""
         return np.repeat(np.arange(self.n_docs, dtype=np.int32), np.diff(self.doc_offsets))
+
+    @property
+    def list_major(self) -> bool:
+        """codes / residuals stored in list order (format v4+), else in vector order."""
+        return self.entry.get("layout") == "ivf"
+
+    @cached_property
+    def slot_of_vector(self) -> np.ndarray | None:
+        """(m,) int64 slot in codes / residuals of each vector (list-major segments), else None."""
+        if not self.list_major:
+            return None
+        slots = np.empty(len(self.ivf_vector_ids), dtype=np.int64)
+        slots[np.asarray(self.ivf_vector_ids, dtype=np.int64)] = np.arange(len(slots))
+        return slots
+
+    def slots(self, vectors: np.ndarray | slice) -> np.ndarray | slice:
+        """Where vectors (ids in document order, or a slice of them) lie in codes / residuals."""
+        if self.slot_of_vector is None:
+            return vectors
+        if isinstance(vectors, slice):
+            vectors = np.arange(*vectors.indices(len(self.slot_of_vector)))
+        return self.slot_of_vector[vectors]
+
+    def vector_codes(self, vectors: np.ndarray | slice) -> np.ndarray:
+        """Centroid ids of vectors (ids in document order, or a slice)."""
+        return np.asarray(self.codes)[self.slots(vectors)]
+
+    def vector_residuals(self, vectors: np.ndarray | slice) -> np.ndarray:
+        """Stored residuals (or float16 vectors) of vectors (ids in document order, or a slice)."""
+        return np.asarray(self.residuals)[self.slots(vectors)]
 
     @classmethod
     def open(cls, directory: Path, entry: dict, verify: bool) -> "Segment":

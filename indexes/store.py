@@ -34,8 +34,10 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "crea
            "delete_documents", "rewrite_index"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)   # v1 segments lack vocabulary lists, v1-2 lexical lists; compaction rewrites as v3
+FORMAT_VERSION = 4
+# v1 segments lack vocabulary lists, v1-2 lexical lists, v1-3 store vectors in vector (not list)
+# order; all are read, and compaction rewrites them in the current version.
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 
 
@@ -140,7 +142,8 @@ class IndexStore:
                 lengths = np.diff(offsets)
                 for first, end in doc_blocks(offsets, block_vectors):
                     rows = slice(int(offsets[first]), int(offsets[end]))
-                    vectors = self.codec.decompress(segment.codes[rows], segment.residuals[rows], device)
+                    vectors = self.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
+                                                    device)
                     yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
         return generate
 

@@ -8,10 +8,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from indexes import compiled
-from indexes.maxsim import pick_device, search_blocks
-from indexes.retrieval import rescore, retrieve_candidates
-from indexes.vocab import retrieve_by_term
+from indexes.engine import BACKENDS, EXACT_FILTER_LIMIT, Engine
+from indexes.maxsim import pick_device
 
 from .encoder import Encoder
 from .hybrid import FUSIONS, fuse_positions
@@ -21,11 +19,8 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
 
 # First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
+# (the first stages of indexes/engine.py that take query vectors alone, and "vocab" / "union" with term ids)
 ENGINES = ("token", "vocab", "union", "exhaustive")
-# "compiled": numba kernels (indexes/compiled.py) on the CPU; "reference": the numpy / torch path
-# (indexes/retrieval.py), which also serves CUDA, float16 indexes and k'; "auto" picks per search.
-BACKENDS = ("auto", "compiled", "reference")
-EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
 # Hybrid search (BM25 lists stored in the index fused with the dense ranking): on by default, and
 # the fusion and its weight, chosen by measurement on five collections for the smallest worst-case
@@ -98,10 +93,8 @@ class Searcher:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "compiled" and not compiled.kernels.available():
-            raise ImportError("the compiled backend needs numba: pip install numba (or use backend='reference')")
         self.backend = backend
-        self._compiled: compiled.CompiledSearch | None = None
+        self._engine: Engine | None = None
         self.index = index
         self.engine = engine
         preset = PRESETS[quality]
@@ -187,16 +180,16 @@ class Searcher:
             raise ValueError(f"fusion {self.fusion!r} needs the query texts (texts=) with pre-encoded queries")
         return self.fusion
 
+    @property
+    def dense_engine(self) -> Engine:
+        """The engine over the index's current snapshot (made again after the index reloads)."""
+        if self._engine is None or self._engine.store is not self.index.store:
+            self._engine = Engine(self.index.store, nprobe=self.nprobe, n_candidates=self.n_candidates,
+                                  k_prime=self.k_prime, device=self.device, backend=self.backend)
+        return self._engine
+
     def _dense(self, embeddings: np.ndarray, k: int, term_ids, allowed) -> tuple[np.ndarray, np.ndarray]:
-        store = self.index.store
-        n_q, q_len, dim = embeddings.shape
-        # A PCA index scores in its projected space; zero (padding) rows stay zero.
-        embeddings = store.codec.project(embeddings.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
-        if self.engine == "exhaustive":
-            alive = store.alive if allowed is None else store.alive & allowed
-            return search_blocks(embeddings, store.blocks(), store.n_positions, k=k,
-                                 dim=store.codec.dim, alive=alive, device=self.device)
-        return self._token_search(torch.as_tensor(embeddings, device=self.device), k, term_ids, store, allowed)
+        return self.dense_engine.search(embeddings, k, first_stage=self.engine, allowed=allowed, term_ids=term_ids)
 
     def _hybrid(self, embeddings: np.ndarray, texts: list[str], k: int, term_ids,
                 allowed, fusion: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,64 +216,4 @@ class Searcher:
         """First-stage candidate positions of one (q_len, dim) projected query (term_ids: (q_len,)
         for the "vocab" and "union" engines). At least k candidates are kept, so that k results
         can come back; "union" returns up to twice n_candidates."""
-        real = (query.norm(dim=1) > 0).cpu().numpy()
-        return self._candidates(query[torch.from_numpy(real).to(query.device)], k,
-                                None if term_ids is None else np.asarray(term_ids)[real])
-
-    def _compiled_for(self, store, device: torch.device) -> "compiled.CompiledSearch | None":
-        """The compiled path for this snapshot, or None where the reference path must serve."""
-        if self.backend == "reference" or device.type != "cpu" or not compiled.supports(store, self.k_prime):
-            if self.backend == "compiled":
-                raise ValueError("the compiled backend serves residual-coded indexes on the CPU without k_prime; "
-                                 "use backend='auto' or 'reference'")
-            return None
-        if self._compiled is None or self._compiled.store is not store:
-            self._compiled = compiled.CompiledSearch(store)
-        return self._compiled
-
-    def _candidates(self, real: torch.Tensor, k: int, term_ids: np.ndarray | None, store=None) -> np.ndarray:
-        n = max(self.n_candidates, k)
-        store = store if store is not None else self.index.store
-        found = []
-        fast = self._compiled_for(store, real.device)
-        if self.engine in ("token", "union") and fast is not None:
-            found.append(fast.candidates(real.numpy(), nprobe=self.nprobe, n_candidates=n)[0])
-        elif self.engine in ("token", "union"):
-            found.append(retrieve_candidates(store, real, nprobe=self.nprobe, k_prime=self.k_prime,
-                                             n_candidates=n)[0])
-        if self.engine in ("vocab", "union"):
-            found.append(retrieve_by_term(store, real, term_ids, n_candidates=n)[0])
-        return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
-
-    def _token_search(self, queries: torch.Tensor, k: int, term_ids: np.ndarray | None, store,
-                      allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        n_q = queries.shape[0]
-        allowed_positions = None   # every allowed live document, computed once if a query needs it
-        scores = np.full((n_q, k), -np.inf, dtype=np.float32)
-        indices = np.full((n_q, k), -1, dtype=np.int64)
-        real_rows = (queries.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
-        for i in range(n_q):
-            real = queries[i][torch.from_numpy(real_rows[i]).to(queries.device)]
-            positions = self._candidates(real, k, None if term_ids is None else term_ids[i][real_rows[i]], store)
-            if allowed is not None:
-                positions = positions[allowed[positions]]
-                if len(positions) < k:
-                    if allowed_positions is None:
-                        allowed_positions = np.flatnonzero(allowed & store.alive)
-                    if len(allowed_positions) <= EXACT_FILTER_LIMIT:
-                        positions = allowed_positions   # a selective filter: score every allowed document
-            fast = self._compiled_for(store, queries.device)
-            if fast is not None:
-                exact = fast.rescore(real.numpy(), positions)
-                n = min(k, len(positions))
-                # Best first, ties by position (as the exhaustive reference breaks them).
-                top = np.lexsort((positions, -exact))[:n]
-                scores[i, :n] = exact[top]
-                indices[i, :n] = positions[top]
-                continue
-            exact = rescore(store, real[None], positions)[0]
-            top = exact.topk(min(k, len(positions)))
-            scores[i, :len(top.values)] = top.values.cpu().numpy()
-            indices[i, :len(top.values)] = positions[top.indices.cpu().numpy()]
-        return scores, indices
-
+        return self.dense_engine.candidates(query, k, self.engine, term_ids)

@@ -113,3 +113,8 @@ def synthetic_batch(n_docs: int = 40, dim: int = 32, seed: int = 0, min_len: int
 def synthetic_docs(n_docs: int, prefix: str = "d") -> list[dict]:
     return [{"id": f"{prefix}{i}", "title": f"title {i}", "text": f"text {i}", "metadata": {"n": i}}
             for i in range(n_docs)]
+
+
+def stored(segment):
+    """(codes, residuals) of every vector of a segment, in vector (document) order."""
+    return segment.vector_codes(slice(None)), segment.vector_residuals(slice(None))

@@ -40,7 +40,8 @@ def store(request, tmp_path_factory):
 
 
 def _queries(n: int = 6, seed: int = 9) -> np.ndarray:
-    return synthetic_batch(n_docs=n, dim=32, seed=seed, min_len=7, max_len=8).vectors.astype(np.float32).reshape(n, 7, 32)
+    batch = synthetic_batch(n_docs=n, dim=32, seed=seed, min_len=7, max_len=8)
+    return batch.vectors.astype(np.float32).reshape(n, 7, 32)
 
 
 @pytest.mark.parametrize("nprobe, n_candidates", [(1, 10), (2, 32), (4, 200), (10_000, 40)])
@@ -107,3 +108,38 @@ def test_constructing_and_searching_changes_no_process_setting(store):
     environ, threads = dict(os.environ), torch.get_num_threads()
     Searcher(Index(store), device="cpu").search_batch(_queries(2), k=3)
     assert dict(os.environ) == environ and torch.get_num_threads() == threads
+
+
+def test_list_major_layout_and_older_vector_order_search_alike(store, tmp_path):
+    """Format v4 stores codes / residuals list by list; a v3 segment (vector order) reads the same."""
+    import json
+    import shutil
+    from indexes.files import write_npy
+    from retriever import Index, Searcher
+
+    for segment in store.segments:
+        offsets = np.asarray(segment.ivf_offsets)
+        codes = np.asarray(segment.codes)
+        assert segment.list_major
+        assert all((codes[offsets[c]:offsets[c + 1]] == c).all() for c in range(len(offsets) - 1))
+    old = tmp_path / "v3"
+    shutil.copytree(store.directory, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for entry in manifest["segments"]:                         # rewrite as vector order, the v3 layout
+        folder = old / entry["name"]
+        order = np.argsort(np.load(folder / "ivf_vector_ids.npy"))
+        for name in ("codes.npy", "residuals.npy"):
+            entry["files"][name] = write_npy(folder / name, np.load(folder / name)[order])
+        del entry["layout"]
+    manifest["version"] = 3
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    old_store = IndexStore.open(old)
+    assert not any(s.list_major for s in old_store.segments)
+    q = _queries(4, seed=17)
+    for backend in ("compiled", "reference"):
+        a = Searcher(Index(store), backend=backend, device="cpu").search_batch(q, k=6)
+        b = Searcher(Index(old_store), backend=backend, device="cpu").search_batch(q, k=6)
+        assert a.doc_ids == b.doc_ids
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    exhaustive = [Searcher(Index(s), engine="exhaustive").search_batch(q, k=6).scores for s in (store, old_store)]
+    np.testing.assert_allclose(exhaustive[0], exhaustive[1], rtol=1e-6)

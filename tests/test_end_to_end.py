@@ -10,7 +10,7 @@ import torch
 
 import tessera
 from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
-from conftest import SAMPLE
+from conftest import SAMPLE, stored
 from test_maxsim import numpy_maxsim
 
 
@@ -39,7 +39,7 @@ def test_searcher_scores_equal_numpy_reference(sample_index, encoder):
     q = encoder.encode_queries([query])[0]
     store = sample_index.store
     segment = store.segments[0]
-    decoded = store.codec.decompress(segment.codes, segment.residuals).numpy()   # what the index stores
+    decoded = store.codec.decompress(*stored(segment)).numpy()   # what the index stores
     ref = numpy_maxsim(q, decoded, np.asarray(segment.doc_offsets))
     np.testing.assert_allclose(results.scores[0], np.sort(ref)[::-1], rtol=1e-4, atol=1e-3)
     assert results.doc_ids[0][0] == "solar-1"
@@ -190,13 +190,15 @@ def test_vocab_and_union_engines_rescore_their_candidates_exactly(sample_index, 
     texts = [q.text for q in read_queries(SAMPLE)]
     exhaustive = Searcher(sample_index, encoder=encoder, engine="exhaustive").search_batch(texts, k=30)
     for engine in ("vocab", "union"):
-        results = Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=5, hybrid=False).search_batch(texts, k=3)
+        results = Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=5,
+                           hybrid=False).search_batch(texts, k=3)
         for i in range(len(texts)):
             exact = dict(exhaustive.hits(i))
             for doc_id, score in results.hits(i):   # final scores are the exact MaxSim of each candidate
                 assert score == pytest.approx(exact[doc_id], rel=1e-4, abs=1e-3)
     # Every query of the sample shares a term with its best document: the term lists find it.
-    vocab = Searcher(sample_index, encoder=encoder, engine="vocab", n_candidates=30, hybrid=False).search_batch(texts, k=1)
+    vocab = Searcher(sample_index, encoder=encoder, engine="vocab", n_candidates=30,
+                     hybrid=False).search_batch(texts, k=1)
     assert [r[0] for r in vocab.doc_ids] == [r[0] for r in exhaustive.doc_ids]
 
 

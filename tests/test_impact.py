@@ -11,7 +11,7 @@ from indexes.build import build_index
 from indexes.impact import document_term_weights, quantise, query_term_weights, term_centroids
 from indexes.store import IndexStore, delete_documents
 from retriever.lucene import LuceneImpact, lucene_available
-from conftest import SAMPLE, synthetic_batch, synthetic_docs
+from conftest import SAMPLE, synthetic_batch, synthetic_docs, stored
 
 VOCAB = 500
 needs_lucene = pytest.mark.skipif(not lucene_available(),
@@ -29,7 +29,7 @@ def store(tmp_path_factory):
 def _occurrences(store):
     """(doc, term, decoded vector) for every stored vector and each distinct member term."""
     seg = store.segments[0]
-    decoded = store.codec.decompress(seg.codes, seg.residuals).numpy()
+    decoded = store.codec.decompress(*stored(seg)).numpy()
     members = np.split(np.asarray(seg.member_token_ids), np.cumsum(seg.member_counts)[:-1])
     return [(int(seg.doc_of_vector[v]), int(t), decoded[v]) for v in range(len(decoded)) for t in set(members[v].tolist())]
 

@@ -108,7 +108,7 @@ def test_threshold_pooling_never_merges_vectors_below_its_cosine(min_cosine):
             merged_any = True
             cos = vectors[members] @ vectors[members].T
             assert cos.min() >= min_cosine - 1e-5
-        mean = vectors[members].mean(axis=0)                # each pooled row: its members' renormalised mean = vectors[members].mean(axis=0)
+        mean = vectors[members].mean(axis=0)                # each pooled row: its members' renormalised mean
         np.testing.assert_allclose(pooled.vectors[v], mean / np.linalg.norm(mean), atol=1e-5)
     assert merged_any or min_cosine > 0.8                  # same-topic synthetic vectors have cosine ~0.8
 

@@ -10,7 +10,7 @@ from indexes.build import build_index
 from indexes.maxsim import search_blocks
 from indexes.retrieval import rescore, retrieve_candidates
 from indexes.store import IndexStore, delete_documents
-from conftest import synthetic_batch, synthetic_docs
+from conftest import synthetic_batch, synthetic_docs, stored
 
 
 @pytest.fixture(scope="module", params=["res2", "fp16"])
@@ -28,13 +28,13 @@ def queries(n=4, seed=5):
 def reference_first_stage(store, q, nprobe, k_prime=None):
     """Dict position -> first-stage score, computed vector by vector."""
     seg = store.segments[0]
-    approx = store.codec.decompress(seg.codes, seg.residuals, normalize=store.codec.nbits == 16).numpy()
+    approx = store.codec.decompress(*stored(seg), normalize=store.codec.nbits == 16).numpy()
     sims = q @ approx.T                                                  # (n_tokens, m)
     cs = q @ store.codec.centroids.T
     order = np.argsort(-cs, axis=1)
     probed = order[:, :nprobe]
     missing = cs[np.arange(len(q)), order[:, nprobe]]
-    codes = np.asarray(seg.codes).astype(np.int64)
+    codes = seg.vector_codes(slice(None)).astype(np.int64)
     doc_of = seg.doc_of_vector
     retrieved = []  # per token: list of (score, doc)
     for i in range(len(q)):
@@ -130,7 +130,7 @@ def test_centroid_only_first_stage_scores_vectors_by_their_centroid(store):
         pytest.skip("an fp16 index has no residuals to leave out")
     q = queries(1, seed=9)[0]
     seg = store.segments[0]
-    cs = q @ store.codec.centroids[np.asarray(seg.codes).astype(np.int64)].T          # (n_tokens, m)
+    cs = q @ store.codec.centroids[seg.vector_codes(slice(None)).astype(np.int64)].T          # (n_tokens, m)
     offsets = np.asarray(seg.doc_offsets)
     expected = {d: float(cs[:, offsets[d]:offsets[d + 1]].max(axis=1).sum()) for d in range(seg.n_docs)}
     positions, scores = retrieve_candidates(store, torch.from_numpy(q), nprobe=store.codec.n_centroids,

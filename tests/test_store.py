@@ -18,7 +18,7 @@ import indexes.files as files_module
 from indexes.build import build_index
 from indexes.files import writer_lock
 from indexes.store import FORMAT_VERSION, IndexFormatError, IndexStore, delete_documents
-from conftest import synthetic_batch, synthetic_docs
+from conftest import synthetic_batch, synthetic_docs, stored
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,14 +39,14 @@ def test_round_trip_and_inverted_lists(tmp_path):
     assert store.n_docs == 40 and store.document(3)["metadata"] == {"n": 3}
     np.testing.assert_array_equal(np.diff(seg.doc_offsets), batch.lengths)
     np.testing.assert_array_equal(seg.member_token_ids, batch.token_ids.astype(np.uint16))
-    decoded = store.codec.decompress(seg.codes, seg.residuals).numpy()
+    decoded = store.codec.decompress(*stored(seg)).numpy()
     assert np.abs(decoded - batch.vectors.astype(np.float32)).max() < 2e-3
     # Each centroid's list holds exactly the vectors coded to it, in increasing order.
     offsets, ids = np.asarray(seg.ivf_offsets), np.asarray(seg.ivf_vector_ids)
     assert offsets[-1] == len(seg.codes) and sorted(ids.tolist()) == list(range(len(seg.codes)))
     for c in range(store.codec.n_centroids):
         members = ids[offsets[c]:offsets[c + 1]]
-        assert (np.asarray(seg.codes)[members] == c).all() and (np.diff(members.astype(np.int64)) > 0).all()
+        assert (seg.vector_codes(members.astype(np.int64)) == c).all() and (np.diff(members.astype(np.int64)) > 0).all()
     np.testing.assert_array_equal(seg.doc_of_vector, np.repeat(np.arange(40), batch.lengths))
 
 

@@ -9,7 +9,7 @@ import torch
 from indexes.build import add_to_index, build_index, compact_index
 from indexes.store import IndexStore, delete_documents
 from indexes.vocab import build_vocab_lists, retrieve_by_term
-from conftest import synthetic_batch, synthetic_docs
+from conftest import synthetic_batch, synthetic_docs, stored
 
 VOCAB = 500
 
@@ -51,7 +51,7 @@ def test_a_term_list_reaches_every_document_containing_the_term(store_and_batch)
 def test_scores_are_best_same_term_similarity_summed_over_query_tokens(store_and_batch):
     store, batch = store_and_batch
     seg = store.segments[0]
-    decoded = store.codec.decompress(seg.codes, seg.residuals, normalize=store.codec.nbits == 16).numpy()
+    decoded = store.codec.decompress(*stored(seg), normalize=store.codec.nbits == 16).numpy()
     members = np.split(np.asarray(seg.member_token_ids), np.cumsum(seg.member_counts)[:-1])
     rng = np.random.default_rng(0)
     q = batch.vectors[rng.choice(len(batch.vectors), 5)].astype(np.float32)
