@@ -2,8 +2,10 @@
 
 Each synthetic document takes the token vectors of two random documents of a real collection's
 encoded cache, keeping a random half of each (so no two documents are copies). The index is built
-in chunks the way a growing collection is: the first chunk fits the codec, later chunks are added
-as segments with the same codec. Then the real collection's judged queries are searched with the
+in chunks the way a growing collection is: the codec is fitted on the first chunk but sized for the
+whole collection (`fit_codec(collection_docs=...)`, as a sharded build does), later chunks are added
+as segments with the same codec; `--codec-from-first-chunk` sizes it for the first chunk alone (the
+behaviour before, whose lists grow without bound). Then the real collection's judged queries are searched with the
 default engine and with exhaustive MaxSim, reporting recall of the exhaustive top-10, latency
 (one query at a time, one thread) and resident memory.
 
@@ -40,7 +42,8 @@ def synthetic_chunk(embeddings, n_docs: int, rng: np.random.Generator):
 
 def main(argv: list[str] | None = None) -> int:
     import torch
-    from indexes.build import TokenBatch, add_to_index, build_index
+    from indexes.build import TokenBatch, add_to_index, build_index, fit_codec
+    from indexes.reduce import idf_from_token_ids
     from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
     from retriever.cache import encode_corpus_cached
     from retriever.stopwords import stopword_token_ids
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=10_000)
     p.add_argument("--recipe", default="pool2,res2")
     p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--codec-from-first-chunk", action="store_true",
+                   help="size the codec for the first chunk (the old behaviour) instead of the whole collection")
     args = p.parse_args(argv)
 
     encoder = load_encoder()
@@ -67,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         batch = TokenBatch(vectors, token_ids, lengths, norms)
         docs = [{"id": f"syn{first + i}"} for i in range(n)]
         if first == 0:
+            stopwords = stopword_token_ids(encoder.tokenizer, encoder.config.skiplist)
+            idf = idf_from_token_ids(token_ids, lengths, len(encoder.tokenizer))
+            codec = None if args.codec_from_first_chunk else fit_codec(
+                batch, args.recipe, collection_docs=args.docs, idf=idf, stopword_ids=stopwords)
             build_index(args.index, batch, docs, recipe=args.recipe, vocab_size=len(encoder.tokenizer),
-                        stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist),
+                        stopword_ids=stopwords, codec=codec, idf=idf,
                         info={"encoder": encoder_spec(encoder),
                               "encoding": {"seconds": 0.0, "input_tokens": int(len(vectors)), "tokens_per_second": 0}})
         else:
