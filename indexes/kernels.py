@@ -111,13 +111,34 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, c
 
 
 @_jit
+def _worse(heap_s, heap_d, a, b):
+    """Whether heap entry a ranks below entry b (lower score; on a tie, the larger position)."""
+    return heap_s[a] < heap_s[b] or (heap_s[a] == heap_s[b] and heap_d[a] > heap_d[b])
+
+
+@_jit
+def _sift_down(heap_s, heap_d, j, size):
+    """Restore the min-heap (worst entry at the root) below index j."""
+    while True:
+        left, right, small = 2 * j + 1, 2 * j + 2, j
+        if left < size and _worse(heap_s, heap_d, left, small):
+            small = left
+        if right < size and _worse(heap_s, heap_d, right, small):
+            small = right
+        if small == j:
+            return
+        heap_s[small], heap_s[j] = heap_s[j], heap_s[small]
+        heap_d[small], heap_d[j] = heap_d[j], heap_d[small]
+        j = small
+
+
+@_jit
 def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out_scores):
-    """Top n_candidates touched documents by acc (best first) into out_docs / out_scores, and
-    reset the workspace for the next query. Returns how many were written."""
+    """Top n_candidates touched documents by acc (best first, ties by position) into out_docs /
+    out_scores, and reset the workspace for the next query. Returns how many were written."""
     n = n_touched[0]
     k = min(n_candidates, n)
-    # Min-heap of the k best (score, doc) seen so far.
-    heap_s = np.empty(k, dtype=np.float32)
+    heap_s = np.empty(k, dtype=np.float32)             # min-heap of the k best so far
     heap_d = np.empty(k, dtype=np.int64)
     size = 0
     for i in range(n):
@@ -130,52 +151,22 @@ def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out
             heap_d[size] = doc
             j = size
             size += 1
-            while j > 0:                                # sift up
+            while j > 0 and _worse(heap_s, heap_d, j, (j - 1) // 2):          # sift up
                 parent = (j - 1) // 2
-                if heap_s[parent] < heap_s[j] or (heap_s[parent] == heap_s[j] and heap_d[parent] > heap_d[j]):
-                    break
                 heap_s[parent], heap_s[j] = heap_s[j], heap_s[parent]
                 heap_d[parent], heap_d[j] = heap_d[j], heap_d[parent]
                 j = parent
         elif k > 0 and (s > heap_s[0] or (s == heap_s[0] and doc < heap_d[0])):
             heap_s[0] = s
             heap_d[0] = doc
-            j = 0
-            while True:                                 # sift down
-                left, right, small = 2 * j + 1, 2 * j + 2, j
-                if left < size and (heap_s[left] < heap_s[small] or
-                                    (heap_s[left] == heap_s[small] and heap_d[left] > heap_d[small])):
-                    small = left
-                if right < size and (heap_s[right] < heap_s[small] or
-                                     (heap_s[right] == heap_s[small] and heap_d[right] > heap_d[small])):
-                    small = right
-                if small == j:
-                    break
-                heap_s[small], heap_s[j] = heap_s[j], heap_s[small]
-                heap_d[small], heap_d[j] = heap_d[j], heap_d[small]
-                j = small
+            _sift_down(heap_s, heap_d, 0, size)
     n_touched[0] = 0
-    # Pop the heap: ascending, written from the back so the output is best first.
-    for i in range(size - 1, -1, -1):
+    for i in range(size - 1, -1, -1):                  # pop the worst each time: written back to front
         out_scores[i] = heap_s[0]
         out_docs[i] = heap_d[0]
-        last = i
-        heap_s[0] = heap_s[last]
-        heap_d[0] = heap_d[last]
-        j = 0
-        while True:
-            left, right, small = 2 * j + 1, 2 * j + 2, j
-            if left < last and (heap_s[left] < heap_s[small] or
-                                (heap_s[left] == heap_s[small] and heap_d[left] > heap_d[small])):
-                small = left
-            if right < last and (heap_s[right] < heap_s[small] or
-                                 (heap_s[right] == heap_s[small] and heap_d[right] > heap_d[small])):
-                small = right
-            if small == j:
-                break
-            heap_s[small], heap_s[j] = heap_s[j], heap_s[small]
-            heap_d[small], heap_d[j] = heap_d[j], heap_d[small]
-            j = small
+        heap_s[0] = heap_s[i]
+        heap_d[0] = heap_d[i]
+        _sift_down(heap_s, heap_d, 0, i)
     return size
 
 
