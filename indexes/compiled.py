@@ -107,6 +107,7 @@ class CompiledSearch:
                 rows = segment.slots(_expand_ranges(starts[first:end], lengths[first:end]))
                 if len(rows) > len(buffer):
                     buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
+                kernels.nb.set_num_threads(min(torch.get_num_threads(), kernels.nb.config.NUMBA_NUM_THREADS))
                 kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
                 sims = (torch.from_numpy(buffer[:len(rows)]) @ query_t).numpy()        # (n_rows, T)
                 block = np.empty(end - first, dtype=np.float32)

@@ -31,6 +31,12 @@ def available() -> bool:
     return nb is not None
 
 
+def _pjit(fn):
+    """Compiled with numba's parallel loops (prange): threads follow numba.set_num_threads."""
+    flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    return nb.njit(cache=True, nogil=True, fastmath=flags, parallel=True)(fn) if nb is not None else fn
+
+
 def _jit(fn):
     # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
     flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -170,7 +176,7 @@ def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out
     return size
 
 
-@_jit
+@_pjit
 def decode_into(codes, residuals, rows, centroids, byte_table, out):
     """Decode stored vectors `rows` (slots in codes / residuals) into out[:len(rows)] as unit
     float32 rows: normalize(centroids[code] + residual decoded byte by byte). byte_table:
@@ -182,7 +188,7 @@ def decode_into(codes, residuals, rows, centroids, byte_table, out):
     dim = out.shape[1]
     flat = byte_table.ravel()
     visit = np.argsort(rows)
-    for k in range(len(rows)):
+    for k in nb.prange(len(rows)):
         r = visit[k]
         v = rows[r]
         row = residuals[v]
