@@ -48,8 +48,11 @@ class CompiledSearch:
         self._centroids_t = torch.from_numpy(self._centroids)
         self._byte_table = np.ascontiguousarray(codec._cpu_table, dtype=np.float32)
         self._alive = np.ascontiguousarray(store.alive)
-        self._segments = [(np.asarray(s.ivf_offsets), np.asarray(s.ivf_vector_ids), np.asarray(s.codes),
-                           np.asarray(s.residuals), s.doc_of_vector, np.asarray(s.doc_offsets), s)
+        # Per segment: lists, the document of each list position (read in list order, so the first
+        # stage never looks a document up at random), stored arrays, document offsets.
+        self._segments = [(np.asarray(s.ivf_offsets), np.asarray(s.ivf_vector_ids),
+                           s.doc_of_vector[np.asarray(s.ivf_vector_ids)], np.asarray(s.codes),
+                           np.asarray(s.residuals), np.asarray(s.doc_offsets), s)
                           for s in store.segments]
 
     def _workspace(self) -> kernels.Workspace:
@@ -78,8 +81,8 @@ class CompiledSearch:
             missing = np.zeros(len(query), dtype=np.float32)
         lut = token_tables(self.store.codec, query)
         bases = self.store.segment_bases
-        for s, (ivf_offsets, ivf_ids, codes, residuals, doc_of, _, segment) in enumerate(self._segments):
-            kernels.probe_segment(probed, scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of,
+        for s, (ivf_offsets, ivf_ids, slot_docs, _, residuals, _, segment) in enumerate(self._segments):
+            kernels.probe_segment(probed, scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
                                   segment.list_major, int(bases[s]), self._alive, ws.acc, ws.seen, ws.best, ws.touched,
                                   ws.token_touched, ws.n_touched)
         docs = np.empty(n_candidates, dtype=np.int64)
@@ -96,7 +99,7 @@ class CompiledSearch:
         bases = self.store.segment_bases
         segment_of = np.searchsorted(bases, positions, side="right") - 1
         for s in np.unique(segment_of):
-            _, _, codes, residuals, _, doc_offsets, segment = self._segments[s]
+            _, _, _, codes, residuals, doc_offsets, segment = self._segments[s]
             which = np.flatnonzero(segment_of == s)
             local = positions[which] - int(bases[s])
             starts, lengths = doc_offsets[local], doc_offsets[local + 1] - doc_offsets[local]

@@ -59,7 +59,7 @@ class Workspace:
 
 
 @_jit
-def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, codes, residuals, doc_of_vector,
+def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
                   list_major, base, alive, acc, seen, best, touched, token_touched, n_touched):
     """Score every vector of the probed lists of one segment and fold the per-(token, document)
     best into acc (see the module docstring).
@@ -67,8 +67,9 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, c
     probed: (T, nprobe) int64 centroid ids per token; centroid_scores: (T, C) float32; lut:
     (T, n_bytes * 256) float32, lut[t, p * 256 + b] = <q_t, what byte value b encodes at byte
     position p>; missing: (T,) float32 imputed score per token (finite); ivf_offsets (C + 1,),
-    ivf_ids (m,), codes (m,), residuals (m, n_bytes) uint8, doc_of_vector (m,) of the segment;
-    list_major: codes / residuals are stored in list order (slot i holds vector ivf_ids[i]), else
+    ivf_ids (m,), residuals (m, n_bytes) uint8 of the segment; slot_docs (m,) int32, the document
+    of the vector at each list position (doc_of_vector[ivf_ids], read front to back like the
+    lists); list_major: residuals are stored in list order (slot i holds vector ivf_ids[i]), else
     in vector order; base: the segment's first global position; alive: (n_positions,) bool. acc, seen, best, touched,
     token_touched, n_touched: Workspace arrays.
     """
@@ -82,11 +83,10 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, c
             c = probed[t, j]
             cscore = centroid_scores[t, c]
             for i in range(ivf_offsets[c], ivf_offsets[c + 1]):
-                v = ivf_ids[i]
-                doc = base + doc_of_vector[v]
+                doc = base + slot_docs[i]
                 if not alive[doc]:
                     continue
-                row = residuals[i] if list_major else residuals[v]
+                row = residuals[i] if list_major else residuals[ivf_ids[i]]
                 # Four independent sums: the lookups of one vector do not wait on each other.
                 s0 = np.float32(0.0)
                 s1 = np.float32(0.0)
