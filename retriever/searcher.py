@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from indexes.engine import BACKENDS, EXACT_FILTER_LIMIT, Engine
+from indexes.engine import BACKENDS, Engine
 from indexes.maxsim import pick_device
 
 from .encoder import Encoder
@@ -138,7 +138,7 @@ class Searcher:
         queries (computed here from strings).
         allowed: (n_positions,) bool, a filter (e.g. on metadata) applied before rescoring: only
         these documents can be returned. When the first stage's candidates hold fewer than k of
-        them and at most EXACT_FILTER_LIMIT documents are allowed, all allowed documents are rescored.
+        them and at most indexes.engine.EXACT_FILTER_LIMIT documents are allowed, all allowed documents are rescored.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
