@@ -90,8 +90,10 @@ class CompiledSearch:
         n = kernels.select_candidates(ws.acc, ws.seen, ws.touched, ws.n_touched, n_candidates, docs, top_scores)
         return docs[:n], top_scores[:n] + np.float32(missing.sum())
 
-    def rescore(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`."""
+    def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1) -> np.ndarray:
+        """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`;
+        threads > 1 decodes in numba's parallel loops (never from several threads at once: some
+        numba threading layers do not allow it)."""
         self._workspace()
         buffer = self._local.buffer
         query_t = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))   # (dim, T)
@@ -110,8 +112,11 @@ class CompiledSearch:
                 rows = segment.slots(_expand_ranges(starts[first:end], lengths[first:end]))
                 if len(rows) > len(buffer):
                     buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
-                kernels.nb.set_num_threads(min(torch.get_num_threads(), kernels.nb.config.NUMBA_NUM_THREADS))
-                kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
+                if threads > 1:
+                    kernels.nb.set_num_threads(min(threads, kernels.nb.config.NUMBA_NUM_THREADS))   # this thread only
+                    kernels.decode_into_parallel(codes, residuals, rows, self._centroids, self._byte_table, buffer)
+                else:
+                    kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
                 sims = (torch.from_numpy(buffer[:len(rows)]) @ query_t).numpy()        # (n_rows, T)
                 block = np.empty(end - first, dtype=np.float32)
                 kernels.maxsim_block(sims, lengths[first:end], block)

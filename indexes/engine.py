@@ -22,6 +22,7 @@ numpy / torch path, which also serves CUDA, float16 indexes and k'.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -120,24 +121,37 @@ class Engine:
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         real_rows = (tensor.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
-        allowed_positions = None                            # every allowed live document, if a query needs it
-        for i in range(n_q):
+        if allowed is not None and (allowed & store.alive).sum() <= EXACT_FILTER_LIMIT:
+            selective = np.flatnonzero(allowed & store.alive)   # few enough to rescore all if need be
+        else:
+            selective = None
+
+        workers = min(n_q, torch.get_num_threads())
+        parallel_queries = workers > 1 and self.compiled_path(self.device) is not None
+
+        def one(i: int) -> None:
             real = tensor[i][torch.from_numpy(real_rows[i]).to(self.device)]
             positions = stage(self, real, max(self.n_candidates, k),
                               term_ids=None if term_ids is None else np.asarray(term_ids)[i][real_rows[i]],
                               candidates=None if candidates is None else candidates[i])
             if allowed is not None:
                 positions = positions[allowed[positions]]
-                if len(positions) < k:
-                    if allowed_positions is None:
-                        allowed_positions = np.flatnonzero(allowed & store.alive)
-                    if len(allowed_positions) <= EXACT_FILTER_LIMIT:
-                        positions = allowed_positions   # a selective filter: score every allowed document
-            exact = self.rescore(real, positions)
+                if len(positions) < k and selective is not None:
+                    positions = selective       # a selective filter: score every allowed document
+            exact = self.rescore(real, positions, threads=1 if parallel_queries else torch.get_num_threads())
             n = min(k, len(positions))
             top = np.lexsort((positions, -exact))[:n]       # best first, ties by position
             scores[i, :n] = exact[top]
             indices[i, :n] = positions[top]
+
+        if parallel_queries:
+            # Queries of a batch in parallel, one per torch thread: the kernels release the GIL and
+            # keep one workspace per thread. The pool lives for this call only.
+            with ThreadPoolExecutor(workers, thread_name_prefix="tessera-query") as pool:
+                list(pool.map(one, range(n_q)))
+        else:
+            for i in range(n_q):
+                one(i)
         return scores, indices
 
     def candidates(self, query: torch.Tensor, k: int = 0, first_stage: str = "token",
@@ -148,9 +162,9 @@ class Engine:
                                          max(self.n_candidates, k),
                                          term_ids=None if term_ids is None else np.asarray(term_ids)[real])
 
-    def rescore(self, query: torch.Tensor, positions: np.ndarray) -> np.ndarray:
+    def rescore(self, query: torch.Tensor, positions: np.ndarray, threads: int = 1) -> np.ndarray:
         """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`."""
         fast = self.compiled_path(query.device)
         if fast is not None:
-            return fast.rescore(query.numpy(), positions)
+            return fast.rescore(query.numpy(), positions, threads)
         return rescore(self.store, query[None], positions)[0].cpu().numpy()

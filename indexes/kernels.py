@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["available", "Workspace", "probe_segment", "select_candidates", "decode_into", "maxsim_block"]
+__all__ = ["available", "Workspace", "probe_segment", "select_candidates", "decode_into", "decode_into_parallel",
+           "maxsim_block"]
 
 try:
     import numba as nb
@@ -176,8 +177,7 @@ def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out
     return size
 
 
-@_pjit
-def decode_into(codes, residuals, rows, centroids, byte_table, out):
+def _decode_into(codes, residuals, rows, centroids, byte_table, out):
     """Decode stored vectors `rows` (slots in codes / residuals) into out[:len(rows)] as unit
     float32 rows: normalize(centroids[code] + residual decoded byte by byte). byte_table:
     (n_bytes * 256, per_byte) float32, what byte b decodes to at position p (row p * 256 + b).
@@ -188,7 +188,7 @@ def decode_into(codes, residuals, rows, centroids, byte_table, out):
     dim = out.shape[1]
     flat = byte_table.ravel()
     visit = np.argsort(rows)
-    for k in nb.prange(len(rows)):
+    for k in _prange(len(rows)):
         r = visit[k]
         v = rows[r]
         row = residuals[v]
@@ -206,6 +206,11 @@ def decode_into(codes, residuals, rows, centroids, byte_table, out):
         scale = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
         for d in range(dim):
             target[d] *= scale
+
+
+_prange = nb.prange if nb is not None else range
+decode_into = _jit(_decode_into)
+decode_into_parallel = _pjit(_decode_into)   # the same loop over rows, split over numba's threads
 
 
 @_jit

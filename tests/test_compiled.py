@@ -143,3 +143,20 @@ def test_list_major_layout_and_older_vector_order_search_alike(store, tmp_path):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
     exhaustive = [Searcher(Index(s), engine="exhaustive").search_batch(q, k=6).scores for s in (store, old_store)]
     np.testing.assert_allclose(exhaustive[0], exhaustive[1], rtol=1e-6)
+
+
+def test_batch_searched_in_parallel_equals_one_query_at_a_time(store):
+    from retriever import Index, Searcher
+
+    q = _queries(6, seed=23)
+    searcher = Searcher(Index(store), backend="compiled", device="cpu")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)                                     # queries of the batch run two at a time
+    try:
+        together = searcher.search_batch(q, k=7)
+    finally:
+        torch.set_num_threads(previous)
+    for i in range(len(q)):
+        alone = searcher.search_batch(q[i:i + 1], k=7)
+        assert together.doc_ids[i] == alone.doc_ids[0]
+        np.testing.assert_allclose(together.scores[i], alone.scores[0], rtol=1e-6)
