@@ -58,13 +58,16 @@ class CompiledSearch:
     def _workspace(self) -> kernels.Workspace:
         ws = getattr(self._local, "ws", None)
         if ws is None:
-            ws = self._local.ws = kernels.Workspace(self.store.n_positions)
+            rows = kernels.nb.config.NUMBA_NUM_THREADS    # one row per worker of a parallel probe
+            ws = self._local.ws = kernels.Workspace(self.store.n_positions, rows)
             self._local.buffer = np.empty((_BLOCK_VECTORS, self.store.codec.dim), dtype=np.float32)
         return ws
 
-    def candidates(self, query: np.ndarray, *, nprobe: int, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, query: np.ndarray, *, nprobe: int, n_candidates: int,
+                   threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates,
-        for one (T, dim) float32 projected query of real tokens (see retrieve_candidates)."""
+        for one (T, dim) float32 projected query of real tokens (see retrieve_candidates).
+        threads > 1 deals the query's tokens to that many numba threads."""
         ws = self._workspace()
         query = np.ascontiguousarray(query, dtype=np.float32)
         scores = (torch.from_numpy(query) @ self._centroids_t.T).numpy()      # (T, C)
@@ -81,13 +84,24 @@ class CompiledSearch:
             missing = np.zeros(len(query), dtype=np.float32)
         lut = token_tables(self.store.codec, query)
         bases = self.store.segment_bases
+        workers = min(threads, len(ws.acc), len(query))
+        if workers > 1:
+            kernels.nb.set_num_threads(workers)           # this calling thread only
         for s, (ivf_offsets, ivf_ids, slot_docs, _, residuals, _, segment) in enumerate(self._segments):
-            kernels.probe_segment(probed, scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
-                                  segment.list_major, int(bases[s]), self._alive, ws.acc, ws.seen, ws.best, ws.touched,
-                                  ws.token_touched, ws.n_touched)
+            args = (probed, scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs, segment.list_major,
+                    int(bases[s]), self._alive)
+            if workers > 1:
+                kernels.probe_segment_parallel(*args, ws.acc, ws.seen, ws.best, ws.touched, ws.token_touched,
+                                               ws.n_touched, workers)
+            else:
+                kernels.probe_segment(*args, ws.acc[0], ws.seen[0], ws.best[0], ws.touched[0], ws.token_touched[0],
+                                      ws.n_touched[:1])
+        if workers > 1:
+            kernels.merge_workers(ws.acc, ws.seen, ws.touched, ws.n_touched, workers)
         docs = np.empty(n_candidates, dtype=np.int64)
         top_scores = np.empty(n_candidates, dtype=np.float32)
-        n = kernels.select_candidates(ws.acc, ws.seen, ws.touched, ws.n_touched, n_candidates, docs, top_scores)
+        n = kernels.select_candidates(ws.acc[0], ws.seen[0], ws.touched[0], ws.n_touched[:1], n_candidates, docs,
+                                      top_scores)
         return docs[:n], top_scores[:n] + np.float32(missing.sum())
 
     def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1) -> np.ndarray:

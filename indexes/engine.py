@@ -40,10 +40,10 @@ BACKENDS = ("auto", "compiled", "reference")
 EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
 
-def _token(engine: "Engine", query: torch.Tensor, n: int, **_) -> np.ndarray:
+def _token(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, **_) -> np.ndarray:
     fast = engine.compiled_path(query.device)
     if fast is not None:
-        return fast.candidates(query.numpy(), nprobe=engine.nprobe, n_candidates=n)[0]
+        return fast.candidates(query.numpy(), nprobe=engine.nprobe, n_candidates=n, threads=threads)[0]
     return retrieve_candidates(engine.store, query, nprobe=engine.nprobe, k_prime=engine.k_prime, n_candidates=n)[0]
 
 
@@ -53,8 +53,8 @@ def _vocab(engine: "Engine", query: torch.Tensor, n: int, term_ids=None, **_) ->
     return retrieve_by_term(engine.store, query, term_ids, n_candidates=n)[0]
 
 
-def _union(engine: "Engine", query: torch.Tensor, n: int, **kwargs) -> np.ndarray:
-    return np.unique(np.concatenate([_token(engine, query, n), _vocab(engine, query, n, **kwargs)]))
+def _union(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, **kwargs) -> np.ndarray:
+    return np.unique(np.concatenate([_token(engine, query, n, threads), _vocab(engine, query, n, **kwargs)]))
 
 
 def _supplied(engine: "Engine", query: torch.Tensor, n: int, candidates=None, **_) -> np.ndarray:
@@ -131,14 +131,15 @@ class Engine:
 
         def one(i: int) -> None:
             real = tensor[i][torch.from_numpy(real_rows[i]).to(self.device)]
-            positions = stage(self, real, max(self.n_candidates, k),
+            threads = 1 if parallel_queries else torch.get_num_threads()
+            positions = stage(self, real, max(self.n_candidates, k), threads=threads,
                               term_ids=None if term_ids is None else np.asarray(term_ids)[i][real_rows[i]],
                               candidates=None if candidates is None else candidates[i])
             if allowed is not None:
                 positions = positions[allowed[positions]]
                 if len(positions) < k and selective is not None:
                     positions = selective       # a selective filter: score every allowed document
-            exact = self.rescore(real, positions, threads=1 if parallel_queries else torch.get_num_threads())
+            exact = self.rescore(real, positions, threads=threads)
             n = min(k, len(positions))
             top = np.lexsort((positions, -exact))[:n]       # best first, ties by position
             scores[i, :n] = exact[top]

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["available", "Workspace", "probe_segment", "select_candidates", "decode_into", "decode_into_parallel",
-           "maxsim_block"]
+__all__ = ["available", "Workspace", "probe_segment", "probe_segment_parallel", "merge_workers",
+           "select_candidates", "decode_into", "decode_into_parallel", "maxsim_block"]
 
 try:
     import numba as nb
@@ -38,6 +38,9 @@ def _pjit(fn):
     return nb.njit(cache=True, nogil=True, fastmath=flags, parallel=True)(fn) if nb is not None else fn
 
 
+_prange = nb.prange if nb is not None else range
+
+
 def _jit(fn):
     # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
     flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -46,22 +49,23 @@ def _jit(fn):
 
 class Workspace:
     """Per-document scratch arrays of one index snapshot, reused across queries (not thread-safe:
-    one per searching thread). acc: running sum of (best - imputed) per document; best: the
-    current token's best score per document; touched / token_touched: lists of documents."""
+    one per searching thread), one row per worker of a parallel probe. acc: running sum of
+    (best - imputed) per document; best: the current token's best score per document; touched /
+    token_touched: lists of documents."""
 
-    def __init__(self, n_positions: int):
+    def __init__(self, n_positions: int, rows: int = 1):
         self.n_positions = n_positions
-        self.acc = np.zeros(n_positions, dtype=np.float32)
-        self.seen = np.zeros(n_positions, dtype=np.bool_)
-        self.best = np.full(n_positions, -np.inf, dtype=np.float32)
-        self.touched = np.zeros(n_positions, dtype=np.int64)
-        self.token_touched = np.zeros(n_positions, dtype=np.int64)
-        self.n_touched = np.zeros(1, dtype=np.int64)
+        self.acc = np.zeros((rows, n_positions), dtype=np.float32)
+        self.seen = np.zeros((rows, n_positions), dtype=np.bool_)
+        self.best = np.full((rows, n_positions), -np.inf, dtype=np.float32)
+        self.touched = np.zeros((rows, n_positions), dtype=np.int64)
+        self.token_touched = np.zeros((rows, n_positions), dtype=np.int64)
+        self.n_touched = np.zeros(rows, dtype=np.int64)
 
 
 @_jit
 def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
-                  list_major, base, alive, acc, seen, best, touched, token_touched, n_touched):
+                  list_major, base, alive, acc, seen, best, touched, token_touched, n_touched, first=0, step=1):
     """Score every vector of the probed lists of one segment and fold the per-(token, document)
     best into acc (see the module docstring).
 
@@ -72,12 +76,12 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, r
     of the vector at each list position (doc_of_vector[ivf_ids], read front to back like the
     lists); list_major: residuals are stored in list order (slot i holds vector ivf_ids[i]), else
     in vector order; base: the segment's first global position; alive: (n_positions,) bool. acc, seen, best, touched,
-    token_touched, n_touched: Workspace arrays.
+    token_touched, n_touched: one row of the Workspace arrays. Tokens first, first + step, ... only.
     """
     n_tokens, nprobe = probed.shape
     n_bytes = residuals.shape[1]
     n_quads = n_bytes // 4
-    for t in range(n_tokens):
+    for t in range(first, n_tokens, step):
         table = lut[t]
         n_tok = 0
         for j in range(nprobe):
@@ -115,6 +119,33 @@ def probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, r
                 seen[doc] = True
                 touched[n_touched[0]] = doc
                 n_touched[0] += 1
+
+
+@_pjit
+def probe_segment_parallel(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
+                           list_major, base, alive, acc, seen, best, touched, token_touched, n_touched, workers):
+    """`probe_segment` with the tokens dealt to `workers` threads, each folding into its own row of
+    the (rows, n_positions) workspace arrays; `merge_workers` then adds the rows into row 0."""
+    for w in _prange(workers):
+        probe_segment(probed, centroid_scores, lut, missing, ivf_offsets, ivf_ids, residuals, slot_docs,
+                      list_major, base, alive, acc[w], seen[w], best[w], touched[w], token_touched[w],
+                      n_touched[w:w + 1], w, workers)
+
+
+@_jit
+def merge_workers(acc, seen, touched, n_touched, workers):
+    """Fold workspace rows 1..workers-1 into row 0 (sums per document, touched lists) and reset them."""
+    for w in range(1, workers):
+        for i in range(n_touched[w]):
+            doc = touched[w, i]
+            if not seen[0, doc]:
+                seen[0, doc] = True
+                touched[0, n_touched[0]] = doc
+                n_touched[0] += 1
+            acc[0, doc] += acc[w, doc]
+            acc[w, doc] = 0.0
+            seen[w, doc] = False
+        n_touched[w] = 0
 
 
 @_jit
@@ -208,7 +239,6 @@ def _decode_into(codes, residuals, rows, centroids, byte_table, out):
             target[d] *= scale
 
 
-_prange = nb.prange if nb is not None else range
 decode_into = _jit(_decode_into)
 decode_into_parallel = _pjit(_decode_into)   # the same loop over rows, split over numba's threads
 

@@ -160,3 +160,16 @@ def test_batch_searched_in_parallel_equals_one_query_at_a_time(store):
         alone = searcher.search_batch(q[i:i + 1], k=7)
         assert together.doc_ids[i] == alone.doc_ids[0]
         np.testing.assert_allclose(together.scores[i], alone.scores[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_probing_on_several_threads_equals_the_reference(store, threads):
+    fast = CompiledSearch(store)
+    for q in _queries(seed=31):
+        ref_docs, ref_scores = retrieve_candidates(store, torch.from_numpy(q), nprobe=3, n_candidates=40)
+        docs, scores = fast.candidates(q, nprobe=3, n_candidates=40, threads=threads)
+        # Partial sums per thread add up in another order: equal scores to float rounding.
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
+        assert set(docs.tolist()) == set(ref_docs.tolist())
+        again = fast.candidates(q, nprobe=3, n_candidates=40)                 # the workspace was reset
+        assert again[0].tolist() == ref_docs.tolist()
