@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +55,14 @@ def _ndcg(data, ids: list[list[str]], scores: np.ndarray) -> float:
 
 
 def _fused_ndcg(data, dense: list[list[tuple[str, float]]], lexical: list[list[tuple[str, float]]]) -> dict:
-    from retriever.hybrid import interpolate_scores, reciprocal_rank_fusion
+    from retriever.hybrid import fuse
     from .metrics import evaluate
 
     out = {}
     settings = [("rrf", None)] + [("interpolate", a) for a in ALPHAS]
     for fusion, alpha in settings:
-        run = {}
-        for q, d, lex in zip(data.queries, dense, lexical):
-            fused = (reciprocal_rank_fusion([[i for i, _ in d], [i for i, _ in lex]]) if fusion == "rrf"
-                     else interpolate_scores(d, lex, alpha))
-            run[q.id] = dict(fused[:DEPTH])
+        run = {q.id: dict(fuse(d, lex, fusion, alpha or 0.5)[:DEPTH])
+               for q, d, lex in zip(data.queries, dense, lexical)}
         out[fusion if alpha is None else f"interpolate {alpha}"] = evaluate(run, data.qrels)["nDCG@10"]
     return out
 
@@ -108,8 +106,8 @@ def run_collection(name: str, recipes: list[str], cache_root: Path, work: Path, 
                "hybrid": _fused_ndcg(data, [dense.hits(i) for i in range(len(texts))],
                                      [lexical.hits(i) for i in range(len(texts))])}
         if recipe == "pool2,res2":      # the previous default: this recipe with queries cut at 32 tokens
-            with __import__("warnings").catch_warnings():
-                __import__("warnings").simplefilter("ignore")
+            with warnings.catch_warnings():       # the cut is the point here: no warning per query
+                warnings.simplefilter("ignore")
                 cut = capped.encode_queries(texts)
             old = Searcher(index, encoder=capped).search_batch(cut, k=DEPTH)
             row["nDCG@10 (32-token queries)"] = _ndcg(data, old.doc_ids, old.scores)

@@ -80,7 +80,7 @@ def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: in
     texts = [q.text for q in data.queries]
     latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries", texts) if time_each else []
     started = time.perf_counter()
-    results = searcher.search_batch(embeddings, k=k, **({"texts": texts} if texts else {}))
+    results = searcher.search_batch(embeddings, k=k, texts=texts)
     seconds = time.perf_counter() - started
     run = {q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}
     return EngineResult(name, evaluate(run, data.qrels), _percentiles(latencies) if latencies else {},

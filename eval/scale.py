@@ -2,8 +2,8 @@
 
 Each synthetic document takes the token vectors of two random documents of a real collection's
 encoded cache, keeping a random half of each (so no two documents are copies). The index is built
-in chunks the way a growing collection is: the codec is fitted on the first chunk but sized for the
-whole collection (`fit_codec(collection_docs=...)`, as a sharded build does), later chunks are added
+in chunks the way a growing collection is: the codec is fitted on 2,000 documents of the first chunk
+but sized for the whole collection (`fit_codec(collection_docs=...)`, as a sharded build does), later chunks are added
 as segments with the same codec; `--codec-from-first-chunk` sizes it for the first chunk alone (the
 behaviour before, whose lists grow without bound). Then the real collection's judged queries are searched with the
 default engine and with exhaustive MaxSim, reporting recall of the exhaustive top-10, latency
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from retriever.cache import encode_corpus_cached
     from retriever.stopwords import stopword_token_ids
     from retriever.index import encoder_spec
+    from retriever.sharded import SAMPLE_DOCS
     from .bench import resident_mib
 
     p = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__.split("\n\n")[0])
@@ -74,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         if first == 0:
             stopwords = stopword_token_ids(encoder.tokenizer, encoder.config.skiplist)
             idf = idf_from_token_ids(token_ids, lengths, len(encoder.tokenizer))
+            # Fitted on a sample of the (already random) first chunk, as a sharded build does, so the
+            # whole chunk is not reduced twice (once to fit, once to build).
+            sample = min(SAMPLE_DOCS, n)
+            rows = int(lengths[:sample].sum())
             codec = None if args.codec_from_first_chunk else fit_codec(
-                batch, args.recipe, collection_docs=args.docs, idf=idf, stopword_ids=stopwords)
+                TokenBatch(vectors[:rows], token_ids[:rows], lengths[:sample], norms[:rows]), args.recipe,
+                collection_docs=args.docs, idf=idf, stopword_ids=stopwords)
             build_index(args.index, batch, docs, recipe=args.recipe, vocab_size=len(encoder.tokenizer),
                         stopword_ids=stopwords, codec=codec, idf=idf,
                         info={"encoder": encoder_spec(encoder),

@@ -8,8 +8,9 @@ document is added once for all documents at the end. Nothing is materialised per
 pair; the per-document arrays are workspaces reused across queries (`Workspace`), reset by
 walking the documents touched, so a query costs time and memory in what it probes only.
 
-Stage 2, `rescore_block`: exact MaxSim of candidates from their compressed vectors, decoded into
-a reusable buffer one block at a time and scored with one matrix product per block.
+Stage 2, `decode_into` and `maxsim_block`: exact MaxSim of candidates from their compressed vectors,
+decoded into a reusable buffer one block at a time and scored with one matrix product per block
+(indexes/compiled.py drives the blocks).
 
 Kernels are compiled on first use and cached on disk by numba (`cache=True`). Importing this
 module needs numba; `available()` says whether it is installed.
@@ -32,19 +33,18 @@ def available() -> bool:
     return nb is not None
 
 
-def _pjit(fn):
-    """Compiled with numba's parallel loops (prange): threads follow numba.set_num_threads."""
-    flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
-    return nb.njit(cache=True, nogil=True, fastmath=flags, parallel=True)(fn) if nb is not None else fn
-
-
+# fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _prange = nb.prange if nb is not None else range
 
 
-def _jit(fn):
-    # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
-    flags = {"nsz", "arcp", "contract", "afn", "reassoc"}
-    return nb.njit(cache=True, nogil=True, fastmath=flags)(fn) if nb is not None else fn
+def _jit(fn, parallel: bool = False):
+    """Compiled (parallel: with prange loops, whose threads follow numba.set_num_threads)."""
+    return nb.njit(cache=True, nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn) if nb is not None else fn
+
+
+def _pjit(fn):
+    return _jit(fn, parallel=True)
 
 
 class Workspace:

@@ -14,10 +14,7 @@ The lexical side is any object with `search(query, k) -> [(doc id, score)]`: `Lu
 from __future__ import annotations
 
 from typing import Protocol, Sequence
-
-import numpy as np
-
-__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse_positions", "HybridSearcher"]
+__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse", "HybridSearcher"]
 
 FUSIONS = ("rrf", "interpolate", "none", "lexical")
 
@@ -56,21 +53,18 @@ def interpolate_scores(neural: Sequence[tuple[str, float]], lexical: Sequence[tu
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def fuse_positions(dense: tuple, lexical: tuple, fusion: str, alpha: float = 0.5,
-                   rrf_k: int = 60) -> list[tuple[int, float]]:
-    """Fuse two rankings given as (positions (n,), scores (n,)) arrays, best first; returns
-    (position, fused score) pairs, best first. fusion: "rrf", "interpolate", "none" (dense
-    alone) or "lexical"."""
-    d = list(zip(np.asarray(dense[0]).tolist(), np.asarray(dense[1]).tolist()))
-    lex = list(zip(np.asarray(lexical[0]).tolist(), np.asarray(lexical[1]).tolist()))
+def fuse(dense: Sequence[tuple], lexical: Sequence[tuple], fusion: str, alpha: float = 0.5,
+         rrf_k: int = 60) -> list[tuple]:
+    """Fuse two rankings of (doc, score) pairs, best first (doc: an id or a position); returns
+    (doc, fused score) pairs, best first. fusion: one of FUSIONS ("none": dense alone)."""
     if fusion == "none":
-        return d
+        return list(dense)
     if fusion == "lexical":
-        return lex
+        return list(lexical)
     if fusion == "rrf":
-        return reciprocal_rank_fusion([[p for p, _ in d], [p for p, _ in lex]], rrf_k=rrf_k)
+        return reciprocal_rank_fusion([[d for d, _ in dense], [d for d, _ in lexical]], rrf_k=rrf_k)
     if fusion == "interpolate":
-        return interpolate_scores(d, lex, alpha)
+        return interpolate_scores(dense, lexical, alpha)
     raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
 
 
@@ -96,9 +90,4 @@ class HybridSearcher:
         neural = self.searcher.search(query, k=depth if fusion != "none" else k).hits(0)
         if fusion == "none":
             return neural[:k]
-        lexical = self.lexical.search(query, depth)
-        if fusion == "rrf":
-            fused = reciprocal_rank_fusion([[d for d, _ in neural], [d for d, _ in lexical]], rrf_k=rrf_k)
-        else:
-            fused = interpolate_scores(neural, lexical, alpha)
-        return fused[:k]
+        return fuse(neural, self.lexical.search(query, depth), fusion, alpha, rrf_k)[:k]

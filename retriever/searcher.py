@@ -12,7 +12,7 @@ from indexes.engine import BACKENDS, Engine
 from indexes.maxsim import pick_device
 
 from .encoder import Encoder
-from .hybrid import FUSIONS, fuse_positions
+from .hybrid import FUSIONS, fuse
 from .index import Index
 
 __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
@@ -204,10 +204,9 @@ class Searcher:
             if allowed is not None:
                 keep = allowed[lex_positions]
                 lex_scores, lex_positions = lex_scores[keep][:depth], lex_positions[keep][:depth]
-            real = slice(None) if dense is None else dense[1][i] >= 0
-            fused = fuse_positions((np.zeros(0, np.int64), np.zeros(0)) if dense is None else
-                                   (dense[1][i][real], dense[0][i][real]),
-                                   (lex_positions, lex_scores), fusion, self.alpha)[:k]
+            dense_hits = [] if dense is None else [(p, s) for p, s in zip(dense[1][i].tolist(), dense[0][i].tolist())
+                                                   if p >= 0]
+            fused = fuse(dense_hits, list(zip(lex_positions.tolist(), lex_scores.tolist())), fusion, self.alpha)[:k]
             scores[i, :len(fused)] = [s for _, s in fused]
             indices[i, :len(fused)] = [p for p, _ in fused]
         return scores, indices
