@@ -49,6 +49,11 @@ def open_or_build_index(index_dir: str | Path, data: Dataset, model: str | None,
     from indexes.recipe import Recipe
 
     wanted_model = model or DEFAULT_MODEL
+    from retriever import open_index
+    from indexes.sharded import is_sharded
+
+    if is_sharded(index_dir):
+        return open_index(index_dir)              # a sharded index is evaluated as built
     if (Path(index_dir) / "manifest.json").is_file():
         index = Index.open(index_dir)
         same_model = index.encoder_spec["name"] in (wanted_model, Path(wanted_model).name)
@@ -64,23 +69,27 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
 
 
 def time_each_query(searcher, embeddings: np.ndarray, k: int, desc: str = "timing queries",
-                    texts: list[str] | None = None) -> list[float]:
-    """Seconds of each pre-encoded query searched alone, in order (texts: for hybrid searchers)."""
+                    texts: list[str] | None = None, term_ids: np.ndarray | None = None) -> list[float]:
+    """Seconds of each pre-encoded query searched alone, in order (texts: for hybrid searchers;
+    term_ids: for the "vocab" and "union" engines)."""
     latencies = []
     for i in tqdm(range(len(embeddings)), desc=desc, unit="query", leave=False):
         started = time.perf_counter()
-        searcher.search_batch(embeddings[i:i + 1], k=k, **({"texts": texts[i:i + 1]} if texts else {}))
+        searcher.search_batch(embeddings[i:i + 1], k=k, texts=None if texts is None else texts[i:i + 1],
+                              term_ids=None if term_ids is None else term_ids[i:i + 1])
         latencies.append(time.perf_counter() - started)
     return latencies
 
 
 def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: int,
-               time_each: bool = True) -> EngineResult:
-    """Search every judged query (pre-encoded) and score the run; optionally time queries one by one."""
+               time_each: bool = True, term_ids: np.ndarray | None = None) -> EngineResult:
+    """Search every judged query (pre-encoded, with their term ids) and score the run; optionally
+    time queries one by one. searcher: any retriever.protocol.SearchEngine."""
     texts = [q.text for q in data.queries]
-    latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries", texts) if time_each else []
+    latencies = time_each_query(searcher, embeddings, k, f"{name}: timing queries", texts,
+                                term_ids) if time_each else []
     started = time.perf_counter()
-    results = searcher.search_batch(embeddings, k=k, texts=texts)
+    results = searcher.search_batch(embeddings, k=k, texts=texts, term_ids=term_ids)
     seconds = time.perf_counter() - started
     run = {q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}
     return EngineResult(name, evaluate(run, data.qrels), _percentiles(latencies) if latencies else {},
@@ -111,26 +120,27 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
     MaxSim over the index, BM25 over the index's lexical lists and hybrid search with the first
     setting; `reference` (the collection's uncompressed DocumentEmbeddings) adds the uncompressed
     reference row, against which every row's loss is reported. TREC runs go to `run_dir`."""
-    from retriever import Searcher
+    from retriever import searcher_for
 
     encoder = index.load_encoder(device=device)
     started = time.perf_counter()
     embeddings = encoder.encode_queries([q.text for q in data.queries])
     encode_ms = 1000 * (time.perf_counter() - started) / max(1, len(data.queries))
-    results = [run_engine(name, Searcher(index, encoder=encoder, device=device, **kwargs), embeddings, data, k)
-               for name, kwargs in settings]
+    term_ids = encoder.query_term_ids([q.text for q in data.queries])
+    results = [run_engine(name, searcher_for(index, encoder, device=device, **kwargs), embeddings, data, k,
+                          term_ids=term_ids) for name, kwargs in settings]
     if baselines:
-        results.append(run_engine("exhaustive MaxSim", Searcher(index, encoder=encoder, engine="exhaustive",
-                                                                device=device), embeddings, data, k, time_each=False))
-        results.append(run_engine("BM25 (index lexical lists)", Searcher(index, encoder=encoder, fusion="lexical"),
+        results.append(run_engine("exhaustive MaxSim", searcher_for(index, encoder, engine="exhaustive",
+                                                                    device=device), embeddings, data, k, time_each=False))
+        results.append(run_engine("BM25 (index lexical lists)", searcher_for(index, encoder, fusion="lexical"),
                                   embeddings, data, k))
         name, kwargs = settings[0]
         if kwargs.get("engine") != "exhaustive":
             other = {**kwargs, "hybrid": not kwargs.get("hybrid", True)}
             base = name.removesuffix(" + BM25 hybrid").removesuffix(" dense only")
             label = f"{base} + BM25 hybrid" if other["hybrid"] else f"{base} dense only"
-            results.append(run_engine(label, Searcher(index, encoder=encoder, device=device, **other),
-                                      embeddings, data, k))
+            results.append(run_engine(label, searcher_for(index, encoder, device=device, **other),
+                                      embeddings, data, k, term_ids=term_ids))
     if reference is not None:
         results.append(run_uncompressed(data, reference, embeddings, k, device=device))
     if run_dir is not None:
@@ -138,12 +148,14 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
         for r in results:
             stem = re.sub(r"[^a-z0-9]+", "-", r.name.lower()).strip("-")
             write_trec_run(run_dir / f"{stem}.trec", r.run, tag=r.name.replace(" ", "_"))
-    m = index.manifest
-    size = index.store.nbytes()
-    tokens = max(1, m["encoding"]["input_tokens"])
-    info = {"recipe": m["recipe"], "encoder": m["encoder"]["name"], "documents": len(index),
-            "bytes_search": size["search"], "bytes_total": size["total"], "bytes_per_token": size["search"] / tokens,
-            "encode_seconds": m["encoding"]["seconds"],
-            "build_seconds_excl_encoding": sum(v for key, v in m["build"].items() if key.endswith("_seconds")),
+    m, stats = index.manifest, index.stats()
+    encoding = m.get("encoding") or {}
+    tokens = max(1, encoding.get("input_tokens") or 0)
+    info = {"recipe": stats["recipe"], "encoder": stats["encoder"], "documents": len(index),
+            "shards": stats["shards"], "bytes_search": stats["bytes_search"], "bytes_total": stats["bytes"],
+            "bytes_per_token": stats["bytes_search"] / tokens if encoding else float("nan"),
+            "encode_seconds": encoding.get("seconds", float("nan")),
+            "build_seconds_excl_encoding": sum(v for key, v in m.get("build", {}).items()
+                                               if key.endswith("_seconds") and isinstance(v, (int, float))),
             "query_encode_ms": encode_ms}
     return EvalRun(data.name, "", len(data.queries), info, results)

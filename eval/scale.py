@@ -61,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--codec-from-first-chunk", action="store_true",
                    help="size the codec for the first chunk (the old behaviour) instead of the whole collection")
+    p.add_argument("--search-only", action="store_true", help="search the index already in --index (no build)")
+    p.add_argument("--settings", default="",
+                   help="also time these NPROBE:CANDIDATES settings, comma-separated (e.g. 8:64,16:64,16:128)")
     args = p.parse_args(argv)
 
     encoder = load_encoder()
     embeddings = encode_corpus_cached(encoder, read_corpus(args.dataset), args.cache)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    for first in range(0, args.docs, args.chunk):
+    for first in range(0, 0 if args.search_only else args.docs, args.chunk):
         n = min(args.chunk, args.docs - first)
         vectors, token_ids, lengths, norms = synthetic_chunk(embeddings, n, rng)
         batch = TokenBatch(vectors, token_ids, lengths, norms)
@@ -95,22 +98,36 @@ def main(argv: list[str] | None = None) -> int:
     q = encoder.encode_queries([x.text for x in queries])
     rss0 = resident_mib()
     index = Index.open(args.index, verify=False)
-    searcher = Searcher(index, encoder=encoder)
-    latencies, top = [], []
-    for i in range(len(q)):
-        t = time.perf_counter()
-        top.append(set(searcher.search_batch(q[i:i + 1], k=10).indices[0].tolist()))
-        latencies.append(1000 * (time.perf_counter() - t))
+
+    def timed(searcher) -> tuple[list[float], list[set]]:
+        latencies, top = [], []
+        for i in range(len(q)):
+            t = time.perf_counter()
+            top.append(set(searcher.search_batch(q[i:i + 1], k=10).indices[0].tolist()))
+            latencies.append(1000 * (time.perf_counter() - t))
+        return latencies, top
+
+    latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False))
     rss = resident_mib() - rss0
     torch.set_num_threads(2)
     reference = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(q, k=10).indices
-    recall = float(np.mean([len(t & set(r.tolist())) / 10 for t, r in zip(top, reference)]))
+    torch.set_num_threads(1)
+
+    def recall_of(top: list[set]) -> float:
+        return float(np.mean([len(t & set(r.tolist())) / 10 for t, r in zip(top, reference)]))
+
     n_vectors = sum(s.entry["n_vectors"] for s in index.store.segments)
     result = {"documents": len(index), "stored_vectors": n_vectors, "segments": len(index.store.segments),
               "centroids": index.manifest["codec"]["n_centroids"], "index_mib": index.store.nbytes()["search"] / 2**20,
               "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
-              "recall_vs_exhaustive": recall, "rss_mib_after_queries": rss, "queries": len(q)}
-    print(json.dumps(result))
+              "recall_vs_exhaustive": recall_of(top), "rss_mib_after_queries": rss, "queries": len(q)}
+    print(json.dumps(result), flush=True)
+    for setting in filter(None, args.settings.split(",")):
+        nprobe, candidates = (int(x) for x in setting.split(":"))
+        latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False, nprobe=nprobe, n_candidates=candidates))
+        print(json.dumps({"setting": setting, "p50_ms": float(np.percentile(latencies, 50)),
+                          "p95_ms": float(np.percentile(latencies, 95)), "recall_vs_exhaustive": recall_of(top)}),
+              flush=True)
     return 0
 
 

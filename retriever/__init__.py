@@ -5,7 +5,10 @@ from .corpus import CorpusFormatError, Document, Query, read_corpus, read_querie
 from .encoder import DocumentEmbeddings, Encoder, EncoderConfig
 from .index import Index
 from .searcher import SearchResults, Searcher
+from .protocol import SearchEngine, SearchIndex, open_index, searcher_for
+from .sharded_search import ShardedIndex, ShardedSearcher
 
 __all__ = ["DEFAULT_MODEL", "bundled_model_path", "load_encoder", "CorpusFormatError", "Document", "Query",
            "read_corpus", "read_queries", "DocumentEmbeddings", "Encoder", "EncoderConfig", "Index",
-           "SearchResults", "Searcher"]
+           "SearchResults", "Searcher", "SearchEngine", "SearchIndex", "open_index", "searcher_for",
+           "ShardedIndex", "ShardedSearcher"]

@@ -95,24 +95,14 @@ def describe_build(index) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from .index import Index
-    from .searcher import Searcher
     from .checkpoints import load_encoder
+    from .protocol import open_index, searcher_for
 
-    from indexes.sharded import is_sharded
     encoder = load_encoder(args.model, device=args.device) if args.model else None
-    if is_sharded(args.index):
-        from .sharded import ShardedSearcher
-        if args.fusion not in (None, "none"):
-            raise SystemExit("tessera search: hybrid search over a sharded index is not supported yet")
-        searcher = ShardedSearcher(args.index, encoder=encoder, engine=args.engine, quality=args.quality,
-                                   device=args.device)
-        document = searcher.document
-    else:
-        index = Index.open(args.index)
-        searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
+    index = open_index(args.index)
+    searcher = searcher_for(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
                             hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
-        document = index.store.document
+    document = index.document
     results = searcher.search_batch(args.queries, k=args.k)
     for q, query in enumerate(args.queries):
         docs = [document(int(p)) for p in results.indices[q] if p >= 0]

@@ -54,6 +54,27 @@ class Index:
     def __len__(self) -> int:
         return self.store.n_docs
 
+    @property
+    def n_positions(self) -> int:
+        """Positions in this snapshot (deleted documents keep theirs until compaction)."""
+        return self.store.n_positions
+
+    def document(self, position: int) -> dict:
+        """The stored document at a position that search results or filter masks give."""
+        return self.store.document(position)
+
+    def position_of(self, doc_id: str) -> int | None:
+        """The position of a live document id in this snapshot, or None."""
+        return self.store.position_of.get(doc_id)
+
+    def stats(self) -> dict:
+        """Size and shape of this snapshot (what the server's /indexes reports)."""
+        store = self.store
+        return {"documents": len(self), "shards": 1, "recipe": self.manifest["recipe"],
+                "stored_vectors": sum(s.entry["n_vectors"] for s in store.segments),
+                "bytes": store.nbytes()["total"], "bytes_search": store.nbytes()["search"], "segments": len(store.segments),
+                "encoder": self.encoder_spec["name"], "generation": self.manifest["generation"]}
+
     @classmethod
     def open(cls, directory: str | Path, verify: bool = True) -> "Index":
         """Open an existing index; verify=True checks every file's checksum first."""

@@ -15,7 +15,7 @@ from .encoder import Encoder
 from .hybrid import FUSIONS, fuse
 from .index import Index
 
-__all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES"]
+__all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES", "fusion_setting"]
 
 # First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
@@ -56,6 +56,22 @@ class SearchResults:
         return list(zip(self.doc_ids[query], self.scores[query].tolist()))
 
 
+def fusion_setting(engine: str, hybrid: bool | None, fusion: str | None,
+                   alpha: float | None) -> tuple[str | None, float]:
+    """(fusion, alpha) a searcher runs with; fusion None: hybrid whenever query texts are known."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if fusion is not None and fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    chosen = fusion or {True: HYBRID_FUSION, False: "none"}.get(hybrid)
+    if chosen is None and engine == "exhaustive":
+        chosen = "none"             # the exhaustive engine stays the pure MaxSim reference
+    alpha = HYBRID_ALPHA if alpha is None else float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return chosen, alpha
+
+
 class Searcher:
     """Late-interaction search over an index.
 
@@ -78,19 +94,9 @@ class Searcher:
                  n_candidates: int | None = None, device: str | torch.device | None = None,
                  hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None,
                  backend: str = "auto"):
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
-        if fusion is not None and fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        # fusion None: decided per call by `_fusion_for` (hybrid when texts are known).
-        self.fusion = fusion or {True: HYBRID_FUSION, False: "none"}.get(hybrid)
-        if self.fusion is None and engine == "exhaustive":
-            self.fusion = "none"
-        self.alpha = HYBRID_ALPHA if alpha is None else float(alpha)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        self.fusion, self.alpha = fusion_setting(engine, hybrid, fusion, alpha)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -166,7 +172,7 @@ class Searcher:
             scores, indices = self._dense(embeddings, k, term_ids, allowed)
         else:
             scores, indices = self._hybrid(embeddings, list(texts), k, term_ids, allowed, fusion)
-        doc_ids = [[store.document(i)["id"] for i in row if i >= 0] for row in indices]
+        doc_ids = [[self.index.document(i)["id"] for i in row if i >= 0] for row in indices]
         return SearchResults(scores=scores, indices=indices, doc_ids=doc_ids)
 
     def _fusion_for(self, texts, n_queries: int) -> str:

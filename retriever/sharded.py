@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -19,15 +18,15 @@ import numpy as np
 
 from indexes.build import TokenBatch, build_index, fit_codec
 from indexes.reduce import idf_from_token_ids
-from indexes.sharded import commit_shards, new_shard_names, read_shards
+from indexes.sharded import commit_shards, new_shard_names
 
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
-from .index import Index, encoder_from_spec, encoder_spec
-from .searcher import SearchResults, Searcher
+from .index import encoder_from_spec, encoder_spec
+from .sharded_search import ShardedIndex, ShardedSearcher  # noqa: F401 (re-exported)
 from .stopwords import stopword_token_ids
 
-__all__ = ["build_sharded", "ShardedSearcher", "shard_ranges"]
+__all__ = ["build_sharded", "shard_ranges", "ShardedIndex", "ShardedSearcher"]
 
 SAMPLE_DOCS = 2_000   # documents encoded first to fit the shared codec
 
@@ -121,80 +120,3 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
             "build": {"seconds": round(time.perf_counter() - started, 3), "codec_seconds": round(codec_seconds, 3),
                       "shards": stats}}
     return commit_shards(directory, names, info)
-
-
-class _ShardSearcher:
-    """One shard's Searcher, searched with pre-encoded queries (the body of a Ray actor)."""
-
-    def __init__(self, directory: str, searcher_kwargs: dict):
-        self.index = Index.open(directory, verify=False)
-        self.searcher = Searcher(self.index, **searcher_kwargs)
-
-    def n_positions(self) -> int:
-        return self.index.store.n_positions
-
-    def search_batch(self, embeddings: np.ndarray, k: int, term_ids: np.ndarray | None) -> SearchResults:
-        return self.searcher.search_batch(embeddings, k=k, term_ids=term_ids)
-
-    def document(self, position: int) -> dict:
-        return self.index.store.document(position)
-
-
-class ShardedSearcher:
-    """Scatter-gather search: every shard searches the query batch, the per-shard top-k merge.
-
-    By default shards search in threads of this process (torch releases the GIL in its kernels);
-    with `ray=True` each shard is a Ray actor, placed by Ray on any node of the cluster (every
-    node must see the index directory). Keyword arguments go to each shard's `Searcher` (engine,
-    quality, nprobe, ...)."""
-
-    def __init__(self, directory: str | Path, encoder: Encoder | None = None, *, ray: bool = False,
-                 **searcher_kwargs):
-        if searcher_kwargs.get("hybrid") or searcher_kwargs.get("fusion") not in (None, "none"):
-            # Each shard's BM25 statistics are its own, so fused scores would not compare across shards.
-            raise ValueError("hybrid search over a sharded index is not supported yet; search the shards' "
-                             "dense side (fusion 'none')")
-        self.manifest = read_shards(directory)
-        paths = [str(Path(directory) / name) for name in self.manifest["shards"]]
-        self.encoder = encoder or encoder_from_spec(self.manifest["encoder"])
-        if ray:
-            import ray as ray_
-
-            actor = ray_.remote(num_cpus=1)(_ShardSearcher)
-            shards = [actor.remote(path, searcher_kwargs) for path in paths]
-            self._call = lambda method, *args, on=shards: ray_.get([getattr(a, method).remote(*args) for a in on])
-        else:
-            shards = [_ShardSearcher(path, {"encoder": self.encoder, **searcher_kwargs}) for path in paths]
-            pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="tessera-shard")
-            self._call = lambda method, *args, on=shards: list(pool.map(lambda x: getattr(x, method)(*args), on))
-        self._shards = shards
-        self.bases = np.concatenate([[0], np.cumsum(self._call("n_positions"))])
-
-    def __len__(self) -> int:
-        return int(self.manifest["n_docs"])
-
-    def document(self, position: int) -> dict:
-        """The stored document at a global position (as search results give)."""
-        shard = int(np.searchsorted(self.bases, position, side="right")) - 1
-        return self._call("document", int(position - self.bases[shard]), on=[self._shards[shard]])[0]
-
-    def search(self, query: str, k: int = 10) -> SearchResults:
-        return self.search_batch([query], k)
-
-    def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10) -> SearchResults:
-        """Top-k over all shards; indices are global positions (shard base + position in shard)."""
-        if isinstance(queries, np.ndarray):
-            embeddings, term_ids = queries, None
-        else:
-            embeddings = self.encoder.encode_queries(list(queries))
-            term_ids = self.encoder.query_term_ids(list(queries))
-        parts = self._call("search_batch", embeddings, k, term_ids)
-        scores = np.concatenate([p.scores for p in parts], axis=1)
-        indices = np.concatenate([np.where(p.indices >= 0, p.indices + self.bases[i], -1)
-                                  for i, p in enumerate(parts)], axis=1)
-        ids = [sum((p.doc_ids[q] + [None] * (k - len(p.doc_ids[q])) for p in parts), []) for q in range(len(scores))]
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        top_scores = np.take_along_axis(scores, order, axis=1)
-        top_indices = np.take_along_axis(indices, order, axis=1)
-        doc_ids = [[ids[q][j] for j in order[q] if ids[q][j] is not None] for q in range(len(ids))]
-        return SearchResults(scores=top_scores, indices=top_indices, doc_ids=doc_ids)

@@ -87,7 +87,7 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         for rank, (score, position, doc_id) in enumerate(zip(scores.tolist(), positions.tolist(), doc_ids), start=1):
             hit = m.Hit(rank=rank, id=doc_id, score=round(float(score), 5))
             if return_documents:
-                doc = snapshot.index.store.document(int(position))
+                doc = snapshot.index.document(int(position))
                 hit.title, hit.text, hit.metadata = doc.get("title", ""), doc.get("text", ""), doc.get("metadata") or {}
             out.append(hit)
         return out
@@ -158,12 +158,10 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
                              metadata=doc.get("metadata") or {})
 
     def info(handle: IndexHandle) -> m.IndexInfo:
-        index = handle.snapshot.index
-        store = index.store
-        return m.IndexInfo(name=handle.name, documents=len(index), recipe=index.manifest["recipe"],
-                           stored_vectors=sum(s.entry["n_vectors"] for s in store.segments),
-                           bytes=store.nbytes()["total"], encoder=index.encoder_spec["name"],
-                           generation=index.manifest["generation"])
+        stats = handle.snapshot.index.stats()
+        return m.IndexInfo(name=handle.name, documents=stats["documents"], recipe=stats["recipe"],
+                           stored_vectors=stats["stored_vectors"], bytes=stats["bytes"], encoder=stats["encoder"],
+                           generation=stats["generation"], shards=stats["shards"])
 
     @app.get("/indexes", response_model=list[m.IndexInfo], dependencies=[Depends(check_read_key)])
     async def list_indexes() -> list[m.IndexInfo]:

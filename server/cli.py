@@ -40,8 +40,8 @@ def parse_indexes(specs: list[str]) -> dict[str, Path]:
             raise ValueError(f"index name {name!r}: use letters, digits, '-' and '_'")
         if name in out:
             raise ValueError(f"index name {name!r} given twice")
-        if not (path / "manifest.json").is_file():
-            raise FileNotFoundError(f"{path}: no Tessera index here (manifest.json missing)")
+        if not (path / "manifest.json").is_file() and not (path / "shards.json").is_file():
+            raise FileNotFoundError(f"{path}: no Tessera index here (neither manifest.json nor shards.json)")
         out[name] = path
     return out
 

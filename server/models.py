@@ -143,6 +143,7 @@ class IndexInfo(BaseModel):
     recipe: str
     encoder: str
     generation: int
+    shards: int = 1
 
 
 class LatencyStats(BaseModel):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever import Index, Searcher
+from retriever import SearchEngine, SearchIndex, open_index, searcher_for
 from retriever.corpus import Document
 from retriever.encoder import Encoder
 
@@ -26,14 +26,14 @@ from .filters import allowed_mask
 
 @dataclass
 class Snapshot:
-    index: Index
+    index: SearchIndex          # an Index or a ShardedIndex (retriever.protocol)
     searchers: dict = field(default_factory=dict)
 
-    def searcher(self, engine: str, quality: str, encoder: Encoder, hybrid: bool = False) -> Searcher:
+    def searcher(self, engine: str, quality: str, encoder: Encoder, hybrid: bool = False) -> SearchEngine:
         key = (engine, quality, hybrid)
         if key not in self.searchers:
-            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality,
-                                           hybrid=None if hybrid else False)
+            self.searchers[key] = searcher_for(self.index, encoder=encoder, engine=engine, quality=quality,
+                                               hybrid=None if hybrid else False)
         return self.searchers[key]
 
     def allowed(self, conditions: dict) -> np.ndarray:
@@ -50,8 +50,8 @@ class Snapshot:
     @cached_property
     def metadata(self) -> list[dict]:
         """Metadata of every position (deleted ones too; the search skips those anyway)."""
-        store = self.index.store
-        return [store.document(p).get("metadata") or {} for p in range(store.n_positions)]
+        index = self.index
+        return [index.document(p).get("metadata") or {} for p in range(index.n_positions)]
 
 
 class IndexHandle:
@@ -61,27 +61,27 @@ class IndexHandle:
         self.name = name
         self.max_segments = max_segments   # every add writes a segment; past this many they are merged
         self.directory = Path(directory)
-        index = Index.open(self.directory, verify=False)
+        index = open_index(self.directory, verify=False)
         self.encoder = encoder or index.load_encoder()
         self.snapshot = Snapshot(index)
         self._write_lock = threading.Lock()
 
     def _commit(self, change) -> Snapshot:
         with self._write_lock:
-            writer = Index.open(self.directory, verify=False)
+            writer = open_index(self.directory, verify=False)
             result = change(writer)
-            self.snapshot = Snapshot(Index.open(self.directory, verify=False))
+            self.snapshot = Snapshot(open_index(self.directory, verify=False))
             return result
 
     def add(self, documents: list[Document], upsert: bool) -> int:
         """Encode and commit documents; KeyError if an id exists and not upsert (nothing written)."""
-        def change(index: Index) -> int:
-            clash = [d.id for d in documents if d.id in index.store.position_of]
+        def change(index: SearchIndex) -> int:
+            clash = [d.id for d in documents if index.position_of(d.id) is not None]
             if clash and not upsert:
                 raise KeyError(f"{len(clash)} document id(s) already in index {self.name!r}, e.g. {clash[0]!r}; "
                                "send upsert: true to replace them")
             index.add(documents, self.encoder, upsert=upsert)
-            if len(index.store.segments) > self.max_segments:
+            if index.stats()["segments"] > self.max_segments * index.stats()["shards"]:
                 index.compact()   # searches go on meanwhile, on the snapshot they hold
             return len(documents)
         return self._commit(change)
@@ -90,9 +90,9 @@ class IndexHandle:
         return self._commit(lambda index: index.delete([doc_id]))
 
     def document(self, doc_id: str) -> dict | None:
-        store = self.snapshot.index.store
-        position = store.position_of.get(doc_id)
-        return None if position is None else store.document(position)
+        index = self.snapshot.index
+        position = index.position_of(doc_id)
+        return None if position is None else index.document(position)
 
 
 class LatencyLog:

@@ -245,3 +245,29 @@ def test_the_40th_query_token_decides_the_ranking(tmp_path, encoder):
     scores = dict(capped.hits(0))
     capped_gap = scores["cat"] - max(s for d, s in scores.items() if d != "cat")
     assert whole_gap > 0.2 and capped_gap < whole_gap / 4      # the cut query barely tells the pets apart
+
+
+@pytest.mark.parametrize("engine", ["token", "vocab", "union", "exhaustive"])
+def test_every_first_stage_is_reachable_from_api_cli_and_eval(engine, sample_index, encoder, tmp_path, capsys):
+    """The same engine gives the same ranking through the Python API, `tessera search` and `tessera eval`
+    (eval searches pre-encoded queries with their term ids; it once ran "token" whatever was asked)."""
+    queries = [q.text for q in read_queries(SAMPLE)]
+    api = Searcher(sample_index, encoder=encoder, engine=engine, hybrid=False).search_batch(queries, k=5)
+    if engine != "exhaustive":
+        assert api.doc_ids != Searcher(sample_index, encoder=encoder, engine="token" if engine != "token" else "vocab",
+                                       hybrid=False, n_candidates=4).search_batch(queries, k=5).doc_ids
+    assert tessera.main(["search", "--index", str(sample_index.directory), "--json", "--dense", "--engine", engine,
+                         "-k", "5", queries[0]]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == api.doc_ids[0]
+    run = tmp_path / "run.txt"
+    assert tessera.main(["eval", "--dataset", str(SAMPLE), "--index", str(sample_index.directory), "--engine", engine,
+                         "--dense", "--no-baselines", "--no-reference", "--run", str(run)]) == 0
+    capsys.readouterr()
+    ranked: dict[str, list[str]] = {}
+    for line in run.read_text().splitlines():
+        qid, _, doc, rank, *_ = line.split()
+        ranked.setdefault(qid, []).append(doc)
+    by_text = {q.text: q.id for q in read_queries(SAMPLE)}
+    for q, ids in zip(queries, api.doc_ids):
+        if by_text[q] in ranked:
+            assert ranked[by_text[q]][:5] == ids

@@ -229,3 +229,51 @@ def test_adds_past_max_segments_are_merged(index_dir, tmp_path):
     assert {f"n{i}" for i in range(4)} <= set(handle.snapshot.index.store.position_of)
     with pytest.raises(KeyError, match="upsert"):
         handle.add([Document(id="n0", text="again")], upsert=False)
+
+
+def test_a_sharded_index_is_served_like_one_index(tmp_path):
+    """Search (dense, hybrid, filtered), add, get and delete over HTTP on a sharded index, equal to
+    the library's ShardedSearcher."""
+    from retriever import ShardedSearcher
+    from retriever.sharded import build_sharded
+
+    documents = read_corpus(SAMPLE)
+    for d in documents:
+        d.metadata = {"topic": d.id.split("-")[0]}
+    encoder = load_encoder(device="cpu")
+    build_sharded(tmp_path / "sharded", documents, encoder, n_shards=2)
+    s = Server(tmp_path / "sharded").start()
+    try:
+        info = httpx.get(f"{s.url}/indexes").json()[0]
+        assert info["shards"] == 2 and info["documents"] == len(documents)
+        query = "how do plants turn sunlight into sugar"
+        for hybrid in (True, False):
+            body = httpx.post(f"{s.url}/search", json={"query": query, "k": 5, "hybrid": hybrid}).json()
+            expected = ShardedSearcher(tmp_path / "sharded", encoder, hybrid=hybrid).search(query, k=5)
+            assert [h["id"] for h in body["hits"]] == expected.doc_ids[0]
+            assert [h["score"] for h in body["hits"]] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
+        filtered = httpx.post(f"{s.url}/search", json={"query": query, "k": 30, "filter": {"topic": "wind"}}).json()
+        assert filtered["hits"] and all(h["metadata"]["topic"] == "wind" for h in filtered["hits"])
+        doc = {"id": "kiwi-1", "title": "Kiwi fruit", "text": "Kiwi fruit grows on vines and is rich in vitamin C."}
+        r = httpx.post(f"{s.url}/indexes/docs/documents", json={"documents": [doc]}, headers=W, timeout=60)
+        assert r.status_code == 200, r.text
+        top = httpx.post(f"{s.url}/search", json={"query": "fruit on vines with vitamin C", "k": 1}).json()
+        assert top["hits"][0]["id"] == "kiwi-1"
+        assert httpx.get(f"{s.url}/indexes/docs/documents/kiwi-1").json()["title"] == "Kiwi fruit"
+        assert httpx.delete(f"{s.url}/indexes/docs/documents/kiwi-1", headers=W).status_code == 200
+        assert httpx.get(f"{s.url}/indexes/docs/documents/kiwi-1").status_code == 404
+        assert httpx.get(f"{s.url}/indexes").json()[0]["documents"] == len(documents)
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("engine", ["token", "vocab", "union", "exhaustive"])
+def test_every_first_stage_is_served(server, index_dir, engine):
+    from retriever import Searcher
+
+    query = "how do plants turn sunlight into sugar"
+    body = httpx.post(f"{server.url}/search", json={"query": query, "k": 5, "engine": engine, "hybrid": False})
+    assert body.status_code == 200, body.text
+    expected = Searcher(Index.open(index_dir), encoder=load_encoder(device="cpu"), engine=engine,
+                        hybrid=False).search(query, k=5)
+    assert [h["id"] for h in body.json()["hits"]] == expected.doc_ids[0]

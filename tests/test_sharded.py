@@ -10,7 +10,7 @@ import pytest
 from indexes.build import TokenBatch, build_index
 from indexes.sharded import read_shards
 from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
-from retriever.sharded import ShardedSearcher, build_sharded, shard_ranges
+from retriever.sharded import ShardedIndex, ShardedSearcher, build_sharded, shard_ranges
 from retriever.stopwords import stopword_token_ids
 from conftest import SAMPLE
 
@@ -45,7 +45,7 @@ def _single_with_same_codec(path, sharded_dir, documents, encoder):
 
 def _assert_same_results(sharded_dir, single, encoder, **kwargs):
     texts = [q.text for q in read_queries(SAMPLE)]
-    a = ShardedSearcher(sharded_dir, encoder=encoder, **kwargs).search_batch(texts, k=8)
+    a = ShardedSearcher(sharded_dir, encoder=encoder, hybrid=False, **kwargs).search_batch(texts, k=8)
     b = Searcher(single, encoder=encoder, hybrid=False, **kwargs).search_batch(texts, k=8)
     assert a.doc_ids == b.doc_ids
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
@@ -95,3 +95,52 @@ def test_cli_builds_and_searches_a_sharded_index(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 shards" in out and "solar-1" in out.splitlines()[-2]
     assert tessera.main(["index", "--corpus", str(SAMPLE), "--index", str(tmp_path / "x"), "--ray"]) == 1
+
+
+def test_sharded_index_adds_deletes_and_filters_like_one_index(tmp_path, documents, encoder):
+    from retriever import Document, ShardedIndex, open_index, searcher_for
+
+    build_sharded(tmp_path / "s", documents[:12], encoder, n_shards=3)
+    index = open_index(tmp_path / "s")
+    assert isinstance(index, ShardedIndex) and len(index) == 12
+    sizes = [len(s) for s in index.shards]
+    new = [Document(id="kiwi-1", title="Kiwi fruit", text="Kiwi fruit is rich in vitamin C and grows on vines.")]
+    index.add(new, encoder)
+    assert [len(s) for s in index.shards][int(np.argmin(sizes))] == min(sizes) + 1   # the smallest shard took it
+    searcher = searcher_for(index, encoder, hybrid=False)
+    hit = searcher.search("which fruit grows on vines and has vitamin C?", k=3)
+    assert hit.doc_ids[0][0] == "kiwi-1"
+    assert index.document(int(hit.indices[0, 0]))["id"] == "kiwi-1" == index.document(index.position_of("kiwi-1"))["id"]
+    with pytest.raises(KeyError, match="already"):
+        index.add(new, encoder)
+    home = next(i for i, s in enumerate(index.shards) if s.position_of(documents[0].id) is not None)
+    index.add([Document(id=documents[0].id, title="Kiwi fruit too", text=new[0].text)], encoder, upsert=True)
+    assert index.shards[home].position_of(documents[0].id) is not None and len(index) == 13   # replaced in place
+    # A filter mask over global positions reaches every shard: only the allowed documents come back.
+    allowed = np.zeros(index.n_positions, dtype=bool)
+    allowed[[index.position_of("kiwi-1"), index.position_of(documents[5].id)]] = True
+    for fusion in (None, "none", "lexical"):
+        got = searcher_for(index, encoder, fusion=fusion).search_batch(["kiwi vitamin"], k=5, allowed=allowed,
+                                                                       texts=["kiwi vitamin"])
+        assert set(got.doc_ids[0]) <= {"kiwi-1", documents[5].id} and "kiwi-1" in got.doc_ids[0]
+    assert index.delete(["kiwi-1"]) == 1 and index.position_of("kiwi-1") is None and len(index) == 12
+    assert "kiwi-1" not in searcher_for(index, encoder).search("kiwi fruit vines", k=13).doc_ids[0]
+
+
+def test_sharded_hybrid_merges_each_side_then_fuses(tmp_path, documents, encoder):
+    """Hybrid over shards: the dense side equals one index's (same codec); BM25 uses each shard's
+    own statistics, so the fused list is compared with a fusion of the merged sides."""
+    from retriever.hybrid import fuse
+
+    build_sharded(tmp_path / "s", documents, encoder, n_shards=2)
+    texts = [q.text for q in read_queries(SAMPLE)]
+    hybrid = ShardedSearcher(tmp_path / "s", encoder=encoder).search_batch(texts, k=5)
+    dense = ShardedSearcher(tmp_path / "s", encoder=encoder, hybrid=False).search_batch(texts, k=100)
+    lexical = ShardedSearcher(tmp_path / "s", encoder=encoder, fusion="lexical").search_batch(texts, k=100)
+    for q in range(len(texts)):
+        expected = fuse([(p, s) for p, s in zip(dense.indices[q].tolist(), dense.scores[q].tolist()) if p >= 0],
+                        [(p, s) for p, s in zip(lexical.indices[q].tolist(), lexical.scores[q].tolist()) if p >= 0],
+                        "interpolate", 0.65)[:5]
+        assert hybrid.indices[q].tolist() == [p for p, _ in expected]
+        np.testing.assert_allclose(hybrid.scores[q], [s for _, s in expected], rtol=1e-6)
+        assert hybrid.doc_ids[q] == [ShardedIndex.open(tmp_path / "s").document(p)["id"] for p, _ in expected]

@@ -1,0 +1,85 @@
+"""The one interface every index and searcher implements, single or sharded.
+
+    index = open_index("DIR")              # an Index, or a ShardedIndex where DIR holds shards.json
+    searcher = searcher_for(index, encoder, engine="token", quality="balanced")
+    results = searcher.search_batch(["a query"], k=10)      # SearchResults: scores, positions, ids
+    index.document(int(results.indices[0, 0]))["id"] == results.doc_ids[0][0]
+
+The CLI, `tessera eval`, the benchmarks and the server call only what these protocols name, so
+a sharded index is served, evaluated and searched like a single one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .corpus import Document
+from .encoder import Encoder
+from .index import Index
+from .searcher import SearchResults, Searcher
+
+__all__ = ["SearchIndex", "SearchEngine", "open_index", "searcher_for"]
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """A snapshot of an index: positions, documents, writes, stats."""
+
+    directory: Path
+
+    @property
+    def n_positions(self) -> int: ...
+
+    @property
+    def encoder_spec(self) -> dict: ...
+
+    def __len__(self) -> int: ...
+
+    def document(self, position: int) -> dict: ...
+
+    def position_of(self, doc_id: str) -> int | None: ...
+
+    def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *,
+            upsert: bool = False) -> "SearchIndex": ...
+
+    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False) -> int: ...
+
+    def compact(self, retrain: bool = False) -> "SearchIndex": ...
+
+    def stats(self) -> dict: ...
+
+    def load_encoder(self, device=None) -> Encoder: ...
+
+
+@runtime_checkable
+class SearchEngine(Protocol):
+    """Query side: strings or pre-encoded (n, L, dim) float32 queries in, SearchResults out."""
+
+    def search(self, query: str, k: int = 10) -> SearchResults: ...
+
+    def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, term_ids: np.ndarray | None = None,
+                     allowed: np.ndarray | None = None, texts: Sequence[str] | None = None) -> SearchResults: ...
+
+
+def open_index(directory: str | Path, verify: bool = True) -> SearchIndex:
+    """The index in `directory`: a ShardedIndex where it holds shards.json, else an Index."""
+    from indexes.sharded import is_sharded
+
+    if is_sharded(directory):
+        from .sharded_search import ShardedIndex
+        return ShardedIndex.open(directory, verify=verify)
+    return Index.open(directory, verify=verify)
+
+
+def searcher_for(index: SearchIndex, encoder: Encoder | None = None, **kwargs) -> SearchEngine:
+    """A Searcher for an Index, a ShardedSearcher for a ShardedIndex (keyword arguments: Searcher's)."""
+    if isinstance(index, Index):
+        return Searcher(index, encoder=encoder, **kwargs)
+    from .sharded_search import ShardedIndex, ShardedSearcher
+
+    if isinstance(index, ShardedIndex):
+        return ShardedSearcher(index, encoder=encoder, **kwargs)
+    raise TypeError(f"not an index: {type(index).__name__}")
