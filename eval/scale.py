@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             idf = idf_from_token_ids(token_ids, lengths, len(encoder.tokenizer))
             # Fitted on a sample of the (already random) first chunk, as a sharded build does, so the
             # whole chunk is not reduced twice (once to fit, once to build).
-            sample = min(SAMPLE_DOCS, n)
+            sample = min(max(SAMPLE_DOCS, 5_000), n)   # enough vectors for k-means to reach its cap
             rows = int(lengths[:sample].sum())
             codec = None if args.codec_from_first_chunk else fit_codec(
                 TokenBatch(vectors[:rows], token_ids[:rows], lengths[:sample], norms[:rows]), args.recipe,

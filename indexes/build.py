@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 from .codec import ResidualCodec
 from .recipe import Recipe
 from .reduce import Reduced, idf_from_token_ids, reduce_tokens
-from .segment import SegmentArrays, build_ivf
-from .store import IndexStore, append_segment, create_index, rewrite_index
+from .segment import SegmentArrays
+from .store import IndexStore
+from .writes import LOCK_TIMEOUT, append_segment, check_build_target, create_index, rewrite_index
 
 __all__ = ["TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
 
@@ -79,13 +80,16 @@ def fit_codec(batch: TokenBatch, recipe: Recipe | str, *, collection_docs: int, 
 
 def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: Recipe | str,
                 info: dict, vocab_size: int, stopword_ids: np.ndarray | None = None,
-                seed: int = 0, codec: ResidualCodec | None = None, idf: np.ndarray | None = None) -> dict:
+                seed: int = 0, codec: ResidualCodec | None = None, idf: np.ndarray | None = None,
+                force: bool = False) -> dict:
     """Reduce, fit the codec, compress and write a new index; returns the manifest.
 
     info: manifest fields to record (encoder name and settings, ...). The manifest gets
     `build` statistics: seconds per stage and vectors removed by each reduction rule.
     codec, idf: given (a shard of a larger collection), they are used instead of fitted here.
+    force: build into a folder that holds other files too (they are kept).
     """
+    check_build_target(directory, force)
     recipe = Recipe.parse(recipe) if isinstance(recipe, str) else recipe
     if len(documents) != len(batch.lengths):
         raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
@@ -113,25 +117,28 @@ def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: 
              "removed": reduced.removed, **{k: round(v, 3) for k, v in timings.items()}}
     manifest = create_index(directory, codec, {"idf": idf, "stopword_ids": stopword_ids}, arrays, documents,
                             {**info, "recipe": str(recipe), "dim": codec.dim, "vocab_size": vocab_size,
-                             "build": stats})
+                             "build": stats}, force=force)
     stats["write_seconds"] = round(time.perf_counter() - t, 3)
     stats["seconds"] = round(time.perf_counter() - started, 3)
     return manifest
 
 
 def add_to_index(directory, batch: TokenBatch, documents: list[dict], *, upsert: bool = False,
-                 seed: int = 0) -> dict:
-    """Append documents as a new segment, reusing the index's codec, idf and recipe."""
-    store = IndexStore.open(directory, verify=False)
+                 seed: int = 0, lock_timeout: float = LOCK_TIMEOUT) -> dict:
+    """Append documents as a new segment, reusing the index's codec, idf and recipe (read and
+    applied under the writer lock, so a concurrent rebuild or retrain cannot slip in between)."""
     if len(documents) != len(batch.lengths):
         raise ValueError(f"{len(documents)} documents but embeddings for {len(batch.lengths)}")
-    recipe = Recipe.parse(store.manifest["recipe"])
-    reduced = _reduce(batch, recipe, store.idf, store.stopword_ids, seed)
-    arrays = _segment_arrays(store.codec, reduced, store.manifest["vocab_size"])
-    return append_segment(directory, arrays, documents, upsert=upsert)
+
+    def code(store: IndexStore) -> SegmentArrays:
+        reduced = _reduce(batch, Recipe.parse(store.manifest["recipe"]), store.idf, store.stopword_ids, seed)
+        return _segment_arrays(store.codec, reduced, store.manifest["vocab_size"])
+
+    return append_segment(directory, code, documents, upsert=upsert, lock_timeout=lock_timeout)
 
 
-def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progress: bool = False) -> dict:
+def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progress: bool = False,
+                  lock_timeout: float = LOCK_TIMEOUT) -> dict:
     """Merge all segments into one without deleted documents.
 
     retrain=False copies the stored codes as they are; retrain=True decompresses every live
@@ -172,4 +179,4 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
                                     store.manifest["vocab_size"])
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
-                         expected_generation=store.manifest["generation"])
+                         expected_generation=store.manifest["generation"], lock_timeout=lock_timeout)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IndexFormatError", "fsync_dir", "crc32", "write_file", "write_npy", "writer_lock", "check_file"]
+__all__ = ["IndexFormatError", "IndexBusyError", "fsync_dir", "crc32", "write_file", "write_npy", "writer_lock", "check_file"]
 
 
 class IndexFormatError(ValueError):
@@ -23,9 +24,11 @@ def read_json(path: Path, missing: str) -> dict:
     if not path.is_file():
         raise IndexFormatError(missing)
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as e:
         raise IndexFormatError(f"{path}: damaged (line {e.lineno}: {e.msg})") from e
+    except UnicodeDecodeError as e:
+        raise IndexFormatError(f"{path}: damaged (byte {e.start} is not UTF-8)") from e
     if not isinstance(value, dict):
         raise IndexFormatError(f"{path}: not a JSON object")
     return value
@@ -72,13 +75,24 @@ def check_file(path: Path, expected: dict, verify: bool) -> None:
         raise IndexFormatError(f"{path}: checksum mismatch (file corrupted)")
 
 
+class IndexBusyError(RuntimeError):
+    """Another writer (thread or process) held the index's writer lock for the whole wait."""
+
+
 @contextmanager
-def writer_lock(directory: Path):
-    """One writer per index directory at a time (readers never lock)."""
+def writer_lock(directory: Path, timeout: float = 0.0):
+    """One writer per index directory at a time (readers never lock); waits up to `timeout`
+    seconds for another writer, then raises IndexBusyError."""
     directory.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
     with open(directory / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise RuntimeError(f"{directory}: another process is writing this index") from e
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as e:
+                if time.monotonic() >= deadline:
+                    raise IndexBusyError(f"{directory}: another writer holds the index (waited {timeout:g} s); "
+                                         "try again later") from e
+                time.sleep(0.02)
         yield

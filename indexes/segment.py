@@ -21,6 +21,7 @@ Files (docs/index-format.md is the reference):
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import faults
 from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
 from .lexical import LEXICAL_FILES, build_lexical_lists
 from .vocab import build_vocab_lists
@@ -82,10 +84,42 @@ class SegmentArrays:
         return {f"{name}.npy": getattr(self, name) for name in names if getattr(self, name, None) is not None}
 
 
+MAX_METADATA_DEPTH = 16
+
+
+def check_stored_value(value, where: str, depth: int = 0) -> None:
+    """Refuse what could be written but not read back as written: nesting deeper than
+    MAX_METADATA_DEPTH, NaN or infinite numbers (JSON has none), strings that are not valid
+    Unicode (lone surrogates), non-string keys. `where` names the field in the error."""
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"{where}: nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a JSON number (NaN and infinity cannot be stored)")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{where}: not valid Unicode (lone surrogate at character {e.start})") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: keys must be strings, got {key!r}")
+            check_stored_value(key, f"{where}.{key!r}", depth + 1)
+            check_stored_value(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_stored_value(item, f"{where}[{i}]", depth + 1)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        raise ValueError(f"{where}: {type(value).__name__} cannot be stored (use JSON values)")
+
+
 def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: list[dict]) -> dict:
     """Write a segment folder durably (temporary name, fsync, rename); return its manifest entry."""
     if len(documents) != len(arrays.doc_offsets) - 1:
         raise ValueError(f"{len(documents)} documents but {len(arrays.doc_offsets) - 1} document offsets")
+    for d in documents:
+        for field_name in ("id", "title", "text", "metadata"):
+            check_stored_value(d.get(field_name), f"document {str(d.get('id'))[:80]!r} {field_name}")
     tmp = directory / f"{name}.tmp"
     tmp.mkdir()
     lexical = build_lexical_lists([f"{d.get('title') or ''} {d.get('text') or ''}".strip() for d in documents])
@@ -100,8 +134,10 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
         (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
                      "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
         for d in documents))
+    faults.point("segment:files-written")
     fsync_dir(tmp)
     os.rename(tmp, directory / name)
+    faults.point("segment:renamed")
     fsync_dir(directory)
     return {"name": name, "n_docs": len(documents), "n_vectors": int(len(arrays.codes)),
             "n_tokens": int(len(arrays.member_token_ids)), "layout": "ivf", "files": files}

@@ -12,11 +12,6 @@ or the new state. docs/index-format.md is the reference for all of it.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,12 +21,11 @@ import torch
 
 from .codec import ResidualCodec
 from .maxsim import doc_blocks
-from .files import IndexFormatError, check_file, fsync_dir, read_json, write_file, write_npy, writer_lock
+from .files import IndexFormatError, check_file, read_json
 from .lexical import bm25_search
-from .segment import Segment, SegmentArrays, write_segment
+from .segment import Segment
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "create_index", "append_segment",
-           "delete_documents", "rewrite_index"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "MANIFEST"]
 
 FORMAT_NAME = "tessera-index"
 FORMAT_VERSION = 4
@@ -39,10 +33,6 @@ FORMAT_VERSION = 4
 # order; all are read, and compaction rewrites them in the current version.
 READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
-
-
-def _new_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def read_manifest(directory: str | Path) -> dict:
@@ -75,9 +65,24 @@ class IndexStore:
 
     @classmethod
     def open(cls, directory: str | Path, verify: bool = True) -> "IndexStore":
-        """Open the index; verify=True also checks each file's CRC32 (reads every file once)."""
+        """Open the index; verify=True also checks each file's CRC32 (reads every file once).
+
+        A writer in another process may commit while this reads; if a file the manifest named is
+        gone and the manifest has changed since, the newer manifest is opened instead."""
         directory = Path(directory)
-        manifest = read_manifest(directory)
+        for attempt in range(5):
+            manifest = read_manifest(directory)
+            try:
+                return cls._open(directory, manifest, verify)
+            except (IndexFormatError, FileNotFoundError) as e:
+                if read_manifest(directory).get("generation") == manifest.get("generation") or attempt == 4:
+                    if isinstance(e, FileNotFoundError):
+                        raise IndexFormatError(f"{e.filename}: file missing") from e
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open(cls, directory: Path, manifest: dict, verify: bool) -> "IndexStore":
         codec_entry = manifest["codec"]
         codec_dir = directory / codec_entry["name"]
         for fname, expected in codec_entry["files"].items():
@@ -161,134 +166,3 @@ class IndexStore:
         total = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
         docs = sum((self.directory / s.entry["name"] / "documents.jsonl").stat().st_size for s in self.segments)
         return {"search": total - docs, "documents": docs, "total": total}
-
-
-# ---- writing ----------------------------------------------------------------------------
-
-def _write_codec(directory: Path, codec: ResidualCodec, extras: dict[str, np.ndarray]) -> dict:
-    name = _new_name("codec")
-    tmp = directory / f"{name}.tmp"
-    tmp.mkdir()
-    arrays = {**codec.arrays(), **{f"{k}.npy": v for k, v in extras.items() if v is not None}}
-    files = {fname: write_npy(tmp / fname, array) for fname, array in arrays.items()}
-    fsync_dir(tmp)
-    os.rename(tmp, directory / name)
-    fsync_dir(directory)
-    return {"name": name, "nbits": codec.nbits, "n_centroids": codec.n_centroids, "dim": codec.dim,
-            "files": files}
-
-
-def _commit(directory: Path, manifest: dict) -> dict:
-    """Atomically make `manifest` the live one, then delete what it no longer references."""
-    manifest["generation"] = int(manifest.get("generation", 0)) + 1
-    manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_file(directory / f"{MANIFEST}.tmp", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
-    os.replace(directory / f"{MANIFEST}.tmp", directory / MANIFEST)
-    fsync_dir(directory)
-    live = {manifest["codec"]["name"]} | {s["name"] for s in manifest["segments"]} | \
-        {s["deleted"]["file"] for s in manifest["segments"] if s.get("deleted")}
-    for entry in directory.iterdir():
-        if entry.name.startswith(("seg-", "codec-", "tomb-")) and entry.name not in live or entry.name.endswith(".tmp"):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-    return manifest
-
-
-def create_index(directory: str | Path, codec: ResidualCodec, extras: dict[str, np.ndarray],
-                 arrays: SegmentArrays, documents: list[dict], info: dict) -> dict:
-    """Write a new index (replacing any index in `directory` atomically) with one segment.
-
-    info: manifest fields describing the index (encoder, recipe, dims, build statistics).
-    """
-    directory = Path(directory)
-    _check_unique([d["id"] for d in documents])
-    with writer_lock(directory):
-        codec_entry = _write_codec(directory, codec, extras)
-        segment = write_segment(directory, _new_name("seg"), arrays, documents)
-        manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    **info, "codec": codec_entry, "segments": [segment]}
-        return _commit(directory, manifest)
-
-
-def append_segment(directory: str | Path, arrays: SegmentArrays, documents: list[dict], *,
-                   upsert: bool = False, info: dict | None = None) -> dict:
-    """Add documents as a new segment coded with the existing codec.
-
-    An id already live in the index is an error, unless upsert=True: then the old version is
-    deleted in the same atomic commit that adds the new one.
-    """
-    directory = Path(directory)
-    ids = [str(d["id"]) for d in documents]
-    _check_unique(ids)
-    with writer_lock(directory):
-        store = IndexStore.open(directory, verify=False)
-        clash = [i for i in ids if i in store.position_of]
-        if clash and not upsert:
-            raise ValueError(f"{len(clash)} document id(s) already in the index, e.g. {clash[0]!r}; "
-                             "delete them first or add with upsert")
-        manifest = dict(store.manifest)
-        manifest["segments"] = _with_deletions(directory, store, [store.position_of[i] for i in clash])
-        manifest["segments"].append(write_segment(directory, _new_name("seg"), arrays, documents))
-        manifest.update(info or {})
-        return _commit(directory, manifest)
-
-
-def delete_documents(directory: str | Path, doc_ids: list[str], missing_ok: bool = False) -> int:
-    """Mark documents deleted (tombstones); returns how many were live."""
-    directory = Path(directory)
-    with writer_lock(directory):
-        store = IndexStore.open(directory, verify=False)
-        missing = [i for i in doc_ids if str(i) not in store.position_of]
-        if missing and not missing_ok:
-            raise KeyError(f"{len(missing)} document id(s) not in the index, e.g. {missing[0]!r}")
-        positions = sorted({store.position_of[str(i)] for i in doc_ids if str(i) in store.position_of})
-        if positions:
-            manifest = dict(store.manifest)
-            manifest["segments"] = _with_deletions(directory, store, positions)
-            _commit(directory, manifest)
-        return len(positions)
-
-
-def rewrite_index(directory: str | Path, codec: ResidualCodec | None, extras: dict[str, np.ndarray],
-                  arrays: SegmentArrays, documents: list[dict], info: dict, expected_generation: int) -> dict:
-    """Replace all segments by one (compaction), with a new codec or the current one.
-
-    expected_generation: the manifest generation the caller read; if another writer committed
-    since, the rewrite would lose its change, so it is refused.
-    """
-    directory = Path(directory)
-    with writer_lock(directory):
-        manifest = read_manifest(directory)
-        if manifest.get("generation") != expected_generation:
-            raise RuntimeError(f"{directory}: the index changed while compacting; run compact again")
-        if codec is not None:
-            manifest["codec"] = _write_codec(directory, codec, extras)
-        manifest["segments"] = [write_segment(directory, _new_name("seg"), arrays, documents)]
-        manifest["version"] = FORMAT_VERSION   # the one segment left is written in the current version
-        manifest.update(info)
-        return _commit(directory, manifest)
-
-
-def _with_deletions(directory: Path, store: IndexStore, positions: list[int]) -> list[dict]:
-    """Segment entries with `positions` added to their tombstones (new tombstone files)."""
-    entries = [dict(e) for e in store.manifest["segments"]]
-    by_segment: dict[int, list[int]] = {}
-    for p in positions:
-        s = int(np.searchsorted(store.segment_bases, p, side="right")) - 1
-        by_segment.setdefault(s, []).append(p - int(store.segment_bases[s]))
-    for s, local in by_segment.items():
-        base = int(store.segment_bases[s])
-        dead = np.flatnonzero(~store.alive[base:base + store.segments[s].n_docs]).tolist()
-        tomb = np.array(sorted(set(dead) | set(local)), dtype=np.int32)
-        name = f"{_new_name('tomb')}.npy"
-        entries[s]["deleted"] = {"file": name, "count": len(tomb), **write_npy(directory / name, tomb)}
-    fsync_dir(directory)
-    return entries
-
-
-def _check_unique(ids: list[str]) -> None:
-    seen = set()
-    for i in ids:
-        if i in seen:
-            raise ValueError(f"document ids must be unique; {i!r} appears more than once")
-        seen.add(i)

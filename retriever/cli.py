@@ -20,6 +20,8 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
+    p.add_argument("--force", action="store_true",
+                   help="build into a folder that holds other files too (they are kept, never deleted)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--shards", type=int, default=None,
                    help="build a sharded index of N shards sharing one codec (searched scatter-gather)")
@@ -53,13 +55,25 @@ def run_index(args: argparse.Namespace) -> int:
     from .corpus import read_corpus
     from .index import Index
 
+    from indexes.recipe import DEFAULT_RECIPE, Recipe
+    from indexes.writes import check_build_target
+
+    # Every argument is checked before the corpus is read or anything is encoded.
+    Recipe.parse(args.recipe or DEFAULT_RECIPE)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be at least 1, got {args.shards}")
+    if args.ray and not args.shards:
+        raise ValueError("--ray builds shards: give --shards N too")
+    if not args.shards:
+        check_build_target(args.index, args.force)
     documents = read_corpus(args.corpus, on_error="skip" if args.skip_invalid else "raise")
     if args.limit is not None:
         documents = documents[: args.limit]
     encoder = load_encoder(args.model, device=args.device)
-    from indexes.recipe import DEFAULT_RECIPE
-    if args.ray and not args.shards:
-        raise ValueError("--ray builds shards: give --shards N too")
     if args.shards:
         from .sharded import build_sharded
         manifest = build_sharded(args.index, documents, encoder, n_shards=args.shards,
@@ -69,7 +83,7 @@ def run_index(args: argparse.Namespace) -> int:
               f"({manifest['build']['seconds']:.1f} s{', on Ray' if manifest['ray'] else ''})")
         return 0
     index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
-                        batch_size=args.batch_size, cache_dir=args.cache)
+                        batch_size=args.batch_size, cache_dir=args.cache, force=args.force)
     print(describe_build(index))
     return 0
 
@@ -98,6 +112,10 @@ def run_search(args: argparse.Namespace) -> int:
     from .checkpoints import load_encoder
     from .protocol import open_index, searcher_for
 
+    from .searcher import MAX_K
+
+    if not 1 <= args.k <= MAX_K:
+        raise ValueError(f"-k must lie in 1..{MAX_K}, got {args.k}")
     encoder = load_encoder(args.model, device=args.device) if args.model else None
     index = open_index(args.index)
     searcher = searcher_for(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,

@@ -65,37 +65,59 @@ def _string_field(obj: dict, names: tuple[str, ...], path: Path, line: int, requ
     return ""
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | CorpusFormatError]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+def _lines(path: Path) -> Iterator[tuple[int, str | CorpusFormatError]]:
+    """(line number, text) of each line; a line that is not UTF-8 becomes an error naming it."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield line_no, CorpusFormatError(path, line_no, f"invalid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(obj, dict):
-                obj = CorpusFormatError(path, line_no, "expected a JSON object")
-            yield line_no, obj
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield line_no, CorpusFormatError(path, line_no, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                                                               f"byte {e.start + 1} of the line; binary file?)")
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | CorpusFormatError]]:
+    for line_no, line in _lines(path):
+        if isinstance(line, CorpusFormatError):
+            yield line_no, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield line_no, CorpusFormatError(path, line_no, f"invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(obj, dict):
+            obj = CorpusFormatError(path, line_no, "expected a JSON object")
+        else:
+            try:
+                json.dumps(obj, allow_nan=False, ensure_ascii=False).encode("utf-8")
+            except (UnicodeEncodeError, ValueError) as e:
+                why = ("a lone surrogate (\\ud800-\\udfff escape)" if isinstance(e, UnicodeEncodeError)
+                       else "NaN or infinity")
+                obj = CorpusFormatError(path, line_no, f"holds {why}, which cannot be stored")
+        yield line_no, obj
 
 
 def _tsv_records(path: Path) -> Iterator[tuple[int, dict | CorpusFormatError]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            cells = line.split("\t")
-            if line_no == 1 and cells[0].lower() in ("id", "_id", "docid", "pid", "qid") and \
-                    any(c.lower() == "text" for c in cells[1:]):
-                continue  # header row
-            if len(cells) < 2:
-                yield line_no, CorpusFormatError(path, line_no, "field 'text' missing (expected id<TAB>text[<TAB>title])")
-            elif len(cells) > 3:
-                yield line_no, CorpusFormatError(path, line_no, f"{len(cells)} tab-separated fields, expected 2 or 3")
-            else:
-                yield line_no, {"_id": cells[0], "text": cells[1], "title": cells[2] if len(cells) == 3 else ""}
+    for line_no, line in _lines(path):
+        if isinstance(line, CorpusFormatError):
+            yield line_no, line
+            continue
+        line = line.rstrip("\n").rstrip("\r")
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if line_no == 1 and cells[0].lower() in ("id", "_id", "docid", "pid", "qid") and \
+                any(c.lower() == "text" for c in cells[1:]):
+            continue  # header row
+        if len(cells) < 2:
+            yield line_no, CorpusFormatError(path, line_no, "field 'text' missing (expected id<TAB>text[<TAB>title])")
+        elif len(cells) > 3:
+            yield line_no, CorpusFormatError(path, line_no, f"{len(cells)} tab-separated fields, expected 2 or 3")
+        else:
+            yield line_no, {"_id": cells[0], "text": cells[1], "title": cells[2] if len(cells) == 3 else ""}
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict | CorpusFormatError]]:

@@ -8,19 +8,28 @@ from typing import Sequence
 
 from indexes.build import TokenBatch, add_to_index, build_index, compact_index
 from indexes.recipe import DEFAULT_RECIPE, Recipe
-from indexes.store import IndexStore, delete_documents
+from indexes.segment import check_stored_value
+from indexes.store import IndexStore
+from indexes.writes import LOCK_TIMEOUT, check_build_target, delete_documents
 
 from .cache import encode_corpus_cached
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
 from .stopwords import stopword_token_ids
 
-__all__ = ["Index", "encoder_spec"]
+__all__ = ["Index", "encoder_spec", "check_documents"]
 
 
 def encoder_spec(encoder: Encoder) -> dict:
     """What the manifest records so queries are encoded the way the documents were."""
     return {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
+
+
+def check_documents(documents: Sequence[Document]) -> None:
+    """ValueError naming the document and field that could not be stored and read back as given."""
+    for d in documents:
+        for name, value in d.to_dict().items():
+            check_stored_value(value, f"document {str(d.id)[:80]!r} {name}")
 
 
 def _batch(embeddings: DocumentEmbeddings) -> TokenBatch:
@@ -87,60 +96,71 @@ class Index:
     @classmethod
     def build(cls, directory: str | Path, documents: Sequence[Document], encoder: Encoder, *,
               recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int = 32, cache_dir: str | Path | None = None,
-              show_progress: bool = True, seed: int = 0) -> "Index":
+              show_progress: bool = True, seed: int = 0, force: bool = False) -> "Index":
         """Encode `documents`, reduce and compress them by `recipe`, and write the index.
 
         An index already in `directory` stays readable until the new one replaces it in one
         rename; if anything fails before that, the old index is untouched. cache_dir: keep
-        encoded shards there so an interrupted build resumes without re-encoding.
+        encoded shards there so an interrupted build resumes without re-encoding. A folder that
+        holds anything but a Tessera index is refused before encoding starts (force: build anyway,
+        keeping those files).
         """
         if not documents:
             raise ValueError("cannot build an index from zero documents")
+        check_build_target(directory, force)
+        check_documents(documents)
+        if isinstance(recipe, str):
+            Recipe.parse(recipe)          # a bad recipe fails before encoding, not after
         if cache_dir is not None:
             embeddings = encode_corpus_cached(encoder, documents, cache_dir, batch_size=batch_size,
                                               show_progress=show_progress)
         else:
             embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                                   show_progress=show_progress)
-        return cls.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe, seed=seed)
+        return cls.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe, seed=seed,
+                                         force=force)
 
     @classmethod
     def build_from_embeddings(cls, directory: str | Path, embeddings: DocumentEmbeddings,
                               documents: Sequence[Document], encoder: Encoder, *,
-                              recipe: str | Recipe = DEFAULT_RECIPE, seed: int = 0) -> "Index":
+                              recipe: str | Recipe = DEFAULT_RECIPE, seed: int = 0, force: bool = False) -> "Index":
         """Write an index from embeddings the encoder already produced for `documents`."""
         stopwords = stopword_token_ids(encoder.tokenizer, encoder.config.skiplist)
         info = {"encoder": encoder_spec(encoder),
                 "encoding": {"seconds": round(embeddings.seconds, 3), "input_tokens": embeddings.n_input_tokens,
                              "tokens_per_second": round(embeddings.tokens_per_second, 1)}}
         manifest = build_index(directory, _batch(embeddings), [d.to_dict() for d in documents], recipe=recipe,
-                               info=info, vocab_size=len(encoder.tokenizer), stopword_ids=stopwords, seed=seed)
+                               info=info, vocab_size=len(encoder.tokenizer), stopword_ids=stopwords, seed=seed,
+                               force=force)
         return cls(IndexStore.open(directory, verify=False), build_stats=manifest["build"])
 
     def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
-            batch_size: int = 32, show_progress: bool = False) -> "Index":
+            batch_size: int = 32, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "Index":
         """Encode and append documents as a new segment (existing codec, no rewrite of old files).
 
         An id already in the index is an error unless upsert=True (then it is replaced).
         """
         if not documents:
             return self
+        check_documents(documents)
         encoder = encoder or self.load_encoder()
         embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                               show_progress=show_progress)
-        add_to_index(self.directory, _batch(embeddings), [d.to_dict() for d in documents], upsert=upsert)
+        add_to_index(self.directory, _batch(embeddings), [d.to_dict() for d in documents], upsert=upsert,
+                     lock_timeout=lock_timeout)
         return self.reload()
 
-    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False) -> int:
+    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> int:
         """Tombstone documents by id; returns how many were deleted. Unknown ids raise KeyError
         unless missing_ok."""
-        count = delete_documents(self.directory, [str(i) for i in doc_ids], missing_ok=missing_ok)
+        count = delete_documents(self.directory, [str(i) for i in doc_ids], missing_ok=missing_ok,
+                                 lock_timeout=lock_timeout)
         self.reload()
         return count
 
-    def compact(self, retrain: bool = False) -> "Index":
+    def compact(self, retrain: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "Index":
         """Merge segments and drop deleted documents; retrain=True refits centroids and buckets."""
-        compact_index(self.directory, retrain=retrain)
+        compact_index(self.directory, retrain=retrain, lock_timeout=lock_timeout)
         return self.reload()
 
     def load_encoder(self, device=None) -> Encoder:

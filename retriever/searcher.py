@@ -15,7 +15,7 @@ from .encoder import Encoder
 from .hybrid import FUSIONS, fuse
 from .index import Index
 
-__all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES", "fusion_setting"]
+__all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES", "fusion_setting", "scaled_nprobe", "MAX_K"]
 
 # First stages: "token" probes centroid lists (XTR / WARP style), "vocab" the lists of the query's
 # own terms (COIL style), "union" rescores both candidate sets; "exhaustive" scores every document.
@@ -27,11 +27,24 @@ ENGINES = ("token", "vocab", "union", "exhaustive")
 # shortfall against the better of dense and BM25 (docs/benchmarks.md "Defaults on unseen data").
 HYBRID_FUSION = "interpolate"
 HYBRID_ALPHA = 0.65
+MAX_K = 1_000               # results per query at most (the server's limit too): k sizes per-query arrays
 HYBRID_DEPTH = 100          # results each side contributes before fusion (at least k)
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
 # fast 0.97 / 0.93, balanced 0.999 / 0.992, accurate 1.0 / 1.0.
+# A preset's nprobe is for an index of NPROBE_BASE_CENTROIDS centroids (SciFact's); a codec sized
+# for a larger collection has more, shorter lists, and nprobe grows with the fourth root of the
+# centroid count to keep recall (measured on the resampled 50k collection, 8,192 centroids:
+# nprobe 8 / 12 / 16 gave recall of the exhaustive top-10 0.967 / 0.989 / 0.995; docs/benchmarks.md).
+NPROBE_BASE_CENTROIDS = 2048
+
+
+def scaled_nprobe(nprobe: int, n_centroids: int) -> int:
+    """A preset nprobe for an index of n_centroids centroids (never below the preset's)."""
+    return max(nprobe, int(round(nprobe * (n_centroids / NPROBE_BASE_CENTROIDS) ** 0.25)))
+
+
 PRESETS = {
     "fast": {"nprobe": 4, "k_prime": None, "n_candidates": 32},
     "balanced": {"nprobe": 8, "k_prime": None, "n_candidates": 64},
@@ -105,6 +118,7 @@ class Searcher:
         self.engine = engine
         preset = PRESETS[quality]
         self.nprobe = nprobe or preset["nprobe"]
+        self._scale_nprobe = nprobe is None      # a preset's nprobe follows the index's centroid count
         self.k_prime = k_prime if k_prime is not None else preset["k_prime"]
         self.n_candidates = n_candidates or preset["n_candidates"]
         self.device = pick_device(device)
@@ -146,8 +160,8 @@ class Searcher:
         these documents can be returned. When the first stage's candidates hold fewer than k of
         them and at most indexes.engine.EXACT_FILTER_LIMIT documents are allowed, all allowed documents are rescored.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
         if isinstance(queries, np.ndarray):
             embeddings = queries
         else:
@@ -190,7 +204,9 @@ class Searcher:
     def dense_engine(self) -> Engine:
         """The engine over the index's current snapshot (made again after the index reloads)."""
         if self._engine is None or self._engine.store is not self.index.store:
-            self._engine = Engine(self.index.store, nprobe=self.nprobe, n_candidates=self.n_candidates,
+            store = self.index.store
+            nprobe = scaled_nprobe(self.nprobe, store.codec.n_centroids) if self._scale_nprobe else self.nprobe
+            self._engine = Engine(store, nprobe=nprobe, n_candidates=self.n_candidates,
                                   k_prime=self.k_prime, device=self.device, backend=self.backend)
         return self._engine
 

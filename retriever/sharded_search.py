@@ -25,12 +25,13 @@ from typing import Sequence
 import numpy as np
 
 from indexes.sharded import read_shards
+from indexes.writes import LOCK_TIMEOUT
 
 from .corpus import Document
 from .encoder import Encoder
 from .hybrid import fuse
 from .index import Index, encoder_from_spec
-from .searcher import HYBRID_DEPTH, HYBRID_FUSION, SearchResults, Searcher, fusion_setting
+from .searcher import HYBRID_DEPTH, HYBRID_FUSION, MAX_K, SearchResults, Searcher, fusion_setting
 
 __all__ = ["ShardedIndex", "ShardedSearcher"]
 
@@ -86,7 +87,7 @@ class ShardedIndex:
         return None
 
     def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
-            batch_size: int = 32, show_progress: bool = False) -> "ShardedIndex":
+            batch_size: int = 32, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "ShardedIndex":
         """Add documents (see the module docstring for where each goes); KeyError on an existing
         id unless upsert, before anything is written."""
         home = {d.id: i for d in documents for i, s in enumerate(self.shards) if s.position_of(d.id) is not None}
@@ -101,22 +102,23 @@ class ShardedIndex:
         for d in documents:
             groups.setdefault(home.get(d.id, smallest), []).append(d)
         for shard, docs in sorted(groups.items()):
-            self.shards[shard].add(docs, encoder, upsert=upsert, batch_size=batch_size, show_progress=show_progress)
+            self.shards[shard].add(docs, encoder, upsert=upsert, batch_size=batch_size, show_progress=show_progress,
+                                   lock_timeout=lock_timeout)
         return self
 
-    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False) -> int:
+    def delete(self, doc_ids: Sequence[str], missing_ok: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> int:
         """Tombstone documents by id in whichever shard holds them."""
         ids = [str(i) for i in doc_ids]
         where = {i: s for i in ids for s in self.shards if s.position_of(i) is not None}
         missing = [i for i in ids if i not in where]
         if missing and not missing_ok:
             raise KeyError(f"{len(missing)} id(s) not in {self.directory}, e.g. {missing[0]!r}")
-        return sum(s.delete([i for i in ids if where.get(i) is s]) for s in self.shards
+        return sum(s.delete([i for i in ids if where.get(i) is s], lock_timeout=lock_timeout) for s in self.shards
                    if any(where.get(i) is s for i in ids))
 
-    def compact(self, retrain: bool = False) -> "ShardedIndex":
+    def compact(self, retrain: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "ShardedIndex":
         for shard in self.shards:
-            shard.compact(retrain=retrain)
+            shard.compact(retrain=retrain, lock_timeout=lock_timeout)
         return self
 
     def stats(self) -> dict:
@@ -175,8 +177,8 @@ class ShardedSearcher:
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, term_ids: np.ndarray | None = None,
                      allowed: np.ndarray | None = None, texts: Sequence[str] | None = None) -> SearchResults:
         """Top-k over all shards; the arguments and results are Searcher.search_batch's."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
         if isinstance(queries, np.ndarray):
             embeddings = queries
         else:

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from retriever import IndexBusyError
 from retriever.corpus import Document
 
 from . import models as m
@@ -25,7 +26,8 @@ from .batcher import Job, MicroBatcher
 from .state import IndexHandle, LatencyLog
 
 ERRORS = {400: {"model": m.Error}, 401: {"model": m.Error}, 404: {"model": m.Error}, 409: {"model": m.Error},
-          413: {"model": m.Error}, 422: {"model": m.Error}}
+          413: {"model": m.Error}, 422: {"model": m.Error}, 503: {"model": m.Error}}
+RETRY_AFTER_SECONDS = 1     # a write refused because another process holds the writer lock
 
 
 def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, protect_reads: bool = False,
@@ -134,6 +136,8 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
             added = await run_in_threadpool(partial(handle.add, documents, body.upsert))
         except KeyError as e:
             raise HTTPException(409, str(e.args[0])) from e
+        except IndexBusyError as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from e
         except ValueError as e:
             raise HTTPException(400, str(e)) from e
         return m.AddDocumentsResponse(index=name, added=added, documents=len(handle.snapshot.index))
@@ -146,6 +150,8 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
             await run_in_threadpool(partial(handle.delete, doc_id))
         except KeyError as e:
             raise HTTPException(404, f"no document {doc_id!r} in index {name!r}") from e
+        except IndexBusyError as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from e
         return m.DeleteResponse(index=name, deleted=doc_id, documents=len(handle.snapshot.index))
 
     @app.get("/indexes/{name}/documents/{doc_id:path}", response_model=m.DocumentOut, responses=ERRORS,

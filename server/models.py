@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from retriever.index import check_stored_value
+from retriever.searcher import MAX_K
+
 MAX_QUERY_CHARS = 2_000
-MAX_K = 1_000
 MAX_BATCH = 64
 MAX_DOCUMENTS_PER_ADD = 256
 MAX_TEXT_CHARS = 100_000
@@ -52,6 +54,16 @@ class SearchRequest(BaseModel):
         description='metadata conditions, all must hold: {"lang": "en", "year": {"gte": 2020}, "tag": {"in": ["a", "b"]}}')
     return_documents: bool = Field(default=True, description="include title, text and metadata, or ids and scores only")
 
+    @field_validator("query")
+    @classmethod
+    def _unicode(cls, query: str) -> str:
+        return _valid_text(query, "query")
+
+
+def _valid_text(value: str, where: str) -> str:
+    check_stored_value(value, where)     # lone surrogates cannot be encoded, searched or stored
+    return value
+
 
 class BatchSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,6 +82,7 @@ class BatchSearchRequest(BaseModel):
         for i, q in enumerate(queries):
             if not q or len(q) > MAX_QUERY_CHARS:
                 raise ValueError(f"queries[{i}] must have 1 to {MAX_QUERY_CHARS} characters")
+            _valid_text(q, f"queries[{i}]")
         return queries
 
 
@@ -107,6 +120,17 @@ class DocumentIn(BaseModel):
     def _printable(cls, value: str) -> str:
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("id must not contain control characters")
+        return _valid_text(value, "id")
+
+    @field_validator("title", "text")
+    @classmethod
+    def _unicode(cls, value: str, info) -> str:
+        return _valid_text(value, info.field_name)
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict) -> dict:
+        check_stored_value(value, "metadata")     # depth, NaN / infinity, surrogates: refused here, not at read
         return value
 
 

@@ -9,6 +9,7 @@ assignment: later searches see all of the write, earlier ones none of it.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from retriever.corpus import Document
 from retriever.encoder import Encoder
 
 from .filters import allowed_mask
+
+log = logging.getLogger("tessera.server")
 
 
 @dataclass
@@ -55,23 +58,61 @@ class Snapshot:
 
 
 class IndexHandle:
-    """One served index: its encoder, current snapshot and write lock."""
+    """One served index: its encoder, current snapshot and write lock.
 
-    def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8):
+    A write commits on disk (one commit per request), then swaps in a snapshot of exactly that
+    commit. When adds have left more than `max_segments` segments, a compaction runs in a
+    background thread and swaps its snapshot in when it commits; if it fails (or another writer
+    committed meanwhile), disk and snapshot both stay at the last commit and the next add tries again.
+    A writer lock held elsewhere for more than `write_wait` seconds raises IndexBusyError.
+    """
+
+    def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8,
+                 write_wait: float = 2.0, verify: bool = True):
         self.name = name
         self.max_segments = max_segments   # every add writes a segment; past this many they are merged
+        self.write_wait = write_wait
         self.directory = Path(directory)
-        index = open_index(self.directory, verify=False)
+        index = open_index(self.directory, verify=verify)   # every checksum, once, before serving
         self.encoder = encoder or index.load_encoder()
         self.snapshot = Snapshot(index)
         self._write_lock = threading.Lock()
+        self._compacting = threading.Lock()
+        self.compaction_error: str | None = None
+        self.compactions = 0
 
-    def _commit(self, change) -> Snapshot:
+    def _commit(self, change):
         with self._write_lock:
             writer = open_index(self.directory, verify=False)
             result = change(writer)
             self.snapshot = Snapshot(open_index(self.directory, verify=False))
-            return result
+        self._maybe_compact()
+        return result
+
+    def _maybe_compact(self) -> None:
+        stats = self.snapshot.index.stats()
+        if stats["segments"] <= self.max_segments * stats["shards"] or not self._compacting.acquire(blocking=False):
+            return
+        threading.Thread(target=self._compact, name=f"tessera-compact-{self.name}", daemon=True).start()
+
+    def _compact(self) -> None:
+        try:
+            index = open_index(self.directory, verify=False)
+            index.compact(lock_timeout=self.write_wait)    # searches go on meanwhile, on their snapshot
+            with self._write_lock:
+                self.snapshot = Snapshot(open_index(self.directory, verify=False))
+            self.compactions += 1
+            self.compaction_error = None
+        except Exception as e:  # noqa: BLE001 - the last commit stays served; reported in /stats
+            self.compaction_error = f"{type(e).__name__}: {e}"
+            log.warning("index %s: background compaction failed: %s", self.name, self.compaction_error)
+        finally:
+            self._compacting.release()
+
+    def wait_for_compaction(self, timeout: float = 60.0) -> None:
+        """Block until a running background compaction ends (tests, graceful shutdown)."""
+        if self._compacting.acquire(timeout=timeout):
+            self._compacting.release()
 
     def add(self, documents: list[Document], upsert: bool) -> int:
         """Encode and commit documents; KeyError if an id exists and not upsert (nothing written)."""
@@ -80,14 +121,12 @@ class IndexHandle:
             if clash and not upsert:
                 raise KeyError(f"{len(clash)} document id(s) already in index {self.name!r}, e.g. {clash[0]!r}; "
                                "send upsert: true to replace them")
-            index.add(documents, self.encoder, upsert=upsert)
-            if index.stats()["segments"] > self.max_segments * index.stats()["shards"]:
-                index.compact()   # searches go on meanwhile, on the snapshot they hold
+            index.add(documents, self.encoder, upsert=upsert, lock_timeout=self.write_wait)
             return len(documents)
         return self._commit(change)
 
     def delete(self, doc_id: str) -> int:
-        return self._commit(lambda index: index.delete([doc_id]))
+        return self._commit(lambda index: index.delete([doc_id], lock_timeout=self.write_wait))
 
     def document(self, doc_id: str) -> dict | None:
         index = self.snapshot.index

@@ -12,7 +12,8 @@ from indexes import kernels
 from indexes.build import TokenBatch, add_to_index, build_index
 from indexes.compiled import CompiledSearch
 from indexes.retrieval import rescore, retrieve_candidates
-from indexes.store import IndexStore, delete_documents
+from indexes.store import IndexStore
+from indexes.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")

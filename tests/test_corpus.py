@@ -76,3 +76,22 @@ def test_missing_paths(tmp_path):
         read_corpus(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_corpus(tmp_path / "none.jsonl")
+
+
+def test_undecodable_and_unstorable_lines_are_named(tmp_path):
+    from retriever import CorpusFormatError, read_corpus
+
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(CorpusFormatError, match=r"c.jsonl:2: not UTF-8"):
+        read_corpus(path)
+    path.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "bad \\ud800"}\n')
+    with pytest.raises(CorpusFormatError, match=r":2: .*lone surrogate"):
+        read_corpus(path)
+    path.write_text('{"_id": "a", "text": "x", "metadata": {"v": NaN}}\n')
+    with pytest.raises(CorpusFormatError, match=r":1: .*NaN"):
+        read_corpus(path)
+    tsv = tmp_path / "c.tsv"
+    tsv.write_bytes(b"a\tfine\nb\t\xff\xfe binary\n")
+    with pytest.raises(CorpusFormatError, match=r"c.tsv:2: not UTF-8"):
+        read_corpus(tsv)

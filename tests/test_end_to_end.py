@@ -271,3 +271,27 @@ def test_every_first_stage_is_reachable_from_api_cli_and_eval(engine, sample_ind
     for q, ids in zip(queries, api.doc_ids):
         if by_text[q] in ranked:
             assert ranked[by_text[q]][:5] == ids
+
+
+def test_cli_checks_arguments_before_encoding_and_keeps_foreign_folders(tmp_path, capsys, monkeypatch):
+    import retriever.checkpoints as checkpoints
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the encoder was loaded before the arguments were checked")
+
+    monkeypatch.setattr(checkpoints, "load_encoder", no_encoding)
+    folder = tmp_path / "mine"
+    (folder / "seg-photos").mkdir(parents=True)
+    (folder / "seg-photos" / "a.jpg").write_bytes(b"jpeg")
+    for argv, message in [
+        (["--index", str(folder)], "not a Tessera index"),
+        (["--index", str(tmp_path / "i"), "--recipe", "pool2,res9"], "res"),
+        (["--index", str(tmp_path / "i"), "--batch-size", "0"], "--batch-size"),
+        (["--index", str(tmp_path / "i"), "--limit", "-29"], "--limit"),
+    ]:
+        assert tessera.main(["index", "--corpus", str(SAMPLE), *argv]) == 1
+        assert message in capsys.readouterr().err
+    assert (folder / "seg-photos" / "a.jpg").read_bytes() == b"jpeg"
+    monkeypatch.undo()
+    assert tessera.main(["search", "--index", str(folder), "-k", "1000000000", "x"]) == 1
+    assert "-k must lie in 1..1000" in capsys.readouterr().err

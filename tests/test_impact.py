@@ -9,7 +9,8 @@ import pytest
 
 from indexes.build import build_index
 from indexes.impact import document_term_weights, quantise, query_term_weights, term_centroids
-from indexes.store import IndexStore, delete_documents
+from indexes.store import IndexStore
+from indexes.writes import delete_documents
 from retriever.lucene import LuceneImpact, lucene_available
 from conftest import SAMPLE, synthetic_batch, synthetic_docs, stored
 

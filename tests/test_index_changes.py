@@ -7,7 +7,8 @@ import pytest
 
 from indexes.build import TokenBatch, add_to_index, build_index, compact_index
 from indexes.maxsim import search_blocks
-from indexes.store import IndexStore, delete_documents
+from indexes.store import IndexStore
+from indexes.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
 

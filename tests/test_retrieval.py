@@ -9,7 +9,8 @@ import torch
 from indexes.build import build_index
 from indexes.maxsim import search_blocks
 from indexes.retrieval import rescore, retrieve_candidates
-from indexes.store import IndexStore, delete_documents
+from indexes.store import IndexStore
+from indexes.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs, stored
 
 

@@ -225,7 +225,9 @@ def test_adds_past_max_segments_are_merged(index_dir, tmp_path):
     handle = IndexHandle("docs", tmp_path / "idx", max_segments=2)
     for i in range(4):
         handle.add([Document(id=f"n{i}", text=f"note {i} on tidal energy")], upsert=False)
+        handle.wait_for_compaction()
         assert len(handle.snapshot.index.store.segments) <= 2
+    assert handle.compactions >= 1 and handle.compaction_error is None
     assert {f"n{i}" for i in range(4)} <= set(handle.snapshot.index.store.position_of)
     with pytest.raises(KeyError, match="upsert"):
         handle.add([Document(id="n0", text="again")], upsert=False)
@@ -277,3 +279,56 @@ def test_every_first_stage_is_served(server, index_dir, engine):
     expected = Searcher(Index.open(index_dir), encoder=load_encoder(device="cpu"), engine=engine,
                         hybrid=False).search(query, k=5)
     assert [h["id"] for h in body.json()["hits"]] == expected.doc_ids[0]
+
+
+def test_a_failed_compaction_leaves_the_add_served_and_on_disk(index_dir, tmp_path, monkeypatch):
+    from retriever.corpus import Document
+    from server.state import IndexHandle
+
+    shutil.copytree(index_dir, tmp_path / "idx")
+    handle = IndexHandle("docs", tmp_path / "idx", max_segments=1)
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(Index, "compact", broken)
+    handle.add([Document(id="t1", text="tidal energy from the moon's pull")], upsert=False)
+    handle.wait_for_compaction()
+    assert "disk full" in handle.compaction_error
+    assert handle.snapshot.index.position_of("t1") is not None           # memory: the add is served
+    assert Index.open(tmp_path / "idx").position_of("t1") is not None     # disk: the same state
+    assert handle.snapshot.index.manifest["generation"] == Index.open(tmp_path / "idx").manifest["generation"]
+    with pytest.raises(KeyError):                                         # a retry is a clean 409, not a surprise
+        handle.add([Document(id="t1", text="again")], upsert=False)
+
+
+def test_busy_writer_lock_answers_503_with_retry_after(server, index_dir):
+    from indexes.files import writer_lock
+
+    with writer_lock(index_dir):                     # another process's writer, as the server sees it
+        r = httpx.post(f"{server.url}/indexes/docs/documents", headers=W, timeout=60,
+                       json={"documents": [{"id": "busy-1", "text": "wave power"}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "another writer" in r.json()["detail"]
+    assert httpx.get(f"{server.url}/indexes/docs/documents/busy-1").status_code == 404
+
+
+@pytest.mark.parametrize("document", [
+    {"id": "bad-1", "text": "x", "metadata": {"v": float("nan")}},
+    {"id": "bad-2", "text": "x", "metadata": {"v": float("inf")}},
+    {"id": "bad-3", "text": "x", "metadata": {"d": __import__("functools").reduce(lambda a, _: {"a": a}, range(40), 1)}},
+    {"id": "bad-4", "text": "lone \ud800 surrogate"},
+])
+def test_values_that_could_not_be_read_back_are_refused_at_the_door(server, document):
+    import json as json_module
+
+    body = json_module.dumps({"documents": [document]})      # ensure_ascii writes the surrogate as \\ud800
+    r = httpx.post(f"{server.url}/indexes/docs/documents", headers={**W, "content-type": "application/json"},
+                   content=body, timeout=60)
+    assert r.status_code == 422, r.text
+    assert httpx.get(f"{server.url}/indexes/docs/documents/{document['id']}").status_code == 404
+
+
+def test_a_lone_surrogate_in_a_batch_is_a_422(server):
+    body = '{"queries": ["solar", "bad \\ud800 query"], "k": 2}'
+    r = httpx.post(f"{server.url}/search/batch", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "queries[1]" in r.text

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from indexes.build import add_to_index, build_index, compact_index
-from indexes.store import IndexStore, delete_documents
+from indexes.store import IndexStore
+from indexes.writes import delete_documents
 from indexes.vocab import build_vocab_lists, retrieve_by_term
 from conftest import synthetic_batch, synthetic_docs, stored
 
