@@ -1,8 +1,6 @@
 """Crash trials: a write killed (SIGKILL) at a named crash point (indexes/faults.py), then checked.
 
-Each trial copies a prepared index, forks a child (multiprocessing forkserver, so the child
-starts from a clean process with the index code imported) that arms one crash point and runs one
-write; the child must die by SIGKILL at that point, having logged it first. Then the index must
+Each trial copies a prepared index, forks a child that arms one crash point and runs one write; the child must die by SIGKILL at that point, having logged it first. Then the index must
 open with every checksum verified and hold exactly the state before the write (crash before the
 manifest rename) or after it (at or after the rename), compared with a serial replay.
 
@@ -12,6 +10,7 @@ manifest rename) or after it (at or after the rename), compared with a serial re
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import random
 import shutil
@@ -63,8 +62,9 @@ def run_op(op: str, directory: Path) -> None:
 
 
 def _child(op: str, directory: str, point: str | None, hit: int, log: str, counts: str | None) -> None:
-    from indexes import faults
+    from indexes import faults, writes
 
+    writes.GRACE_SECONDS = 0.0       # retired files are collected at once, so cleanup is walked too
     faults.crash_at(point, hit, log)
     run_op(op, Path(directory))
     if counts:
@@ -88,10 +88,18 @@ class Trials:
 
     def __init__(self, work: Path):
         self.work = work
-        self.ctx = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["indexes.build", "indexes.writes", "conftest"])
+        # Plain fork: this process itself never runs OpenMP or torch kernels (the index is
+        # prepared in a child too), so forked children start from a clean thread state.
+        import conftest  # noqa: F401 - imported once here, so each forked child starts with it
+        import indexes.build  # noqa: F401
+        import indexes.writes  # noqa: F401
+
+        self.ctx = multiprocessing.get_context("fork")
         self.start = work / "start"
-        prepare(self.start)
+        p = self.ctx.Process(target=prepare, args=(self.start,))
+        p.start()
+        p.join()
+        assert p.exitcode == 0, "preparing the start index failed"
         self.before = state(self.start)
         self.after, self.reached = {}, {}
         for op in OPS:
@@ -160,9 +168,14 @@ def main() -> int:
         trials = Trials(Path(work))
         walk = trials.walk(every_hit=True)
         rand = trials.random(args.trials, args.seed)
+        reached = {op: sum(counts.values()) for op, counts in trials.reached.items()}
     outcomes = [o for _, _, o in walk + rand]
-    print(f"crash walk: {len(walk)} kills at distinct points; random: {len(rand)} kills; all landed where armed, "
-          f"index verified after each: {outcomes.count('old')} old state, {outcomes.count('new')} new state")
+    print(json.dumps({"walk": len(walk), "random": len(rand), "old": outcomes.count("old"),
+                      "new": outcomes.count("new"), "points_reached": reached,
+                      "points": sorted({p.split("#")[0] for _, p, _ in walk})}))
+    print(f"crash walk: {len(walk)} kills, one at each hit of each crash point of {len(OPS)} writes; random: "
+          f"{len(rand)} kills; every kill landed where armed and the index verified after each: "
+          f"{outcomes.count('old')} old state, {outcomes.count('new')} new state", file=sys.stderr)
     return 0
 
 
