@@ -16,6 +16,7 @@ Files (docs/index-format.md is the reference):
     vocab_vector_ids.npy  (n_pairs,) uint32      vector ids standing for each term (format v2+)
     lex_*.npy             BM25 lists of the documents' words (format v3+; indexes/lexical.py)
     documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
+    doc_lines.npy, id_hashes.npy, id_order.npy   its line offsets and id hash index (format v5+; indexes/doctable.py)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import faults
+from .doctable import TABLE_FILES, DocumentTable, table_arrays
 from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
 from .lexical import LEXICAL_FILES, build_lexical_lists
 from .vocab import build_vocab_lists
@@ -130,10 +132,12 @@ def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: 
     arrays_out["codes.npy"] = np.asarray(arrays.codes)[slot_order]
     arrays_out["residuals.npy"] = np.asarray(arrays.residuals)[slot_order]
     files = {fname: write_npy(tmp / fname, array) for fname, array in {**arrays_out, **lexical}.items()}
-    files["documents.jsonl"] = write_file(tmp / "documents.jsonl", lambda f: f.writelines(
-        (json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
-                     "metadata": d.get("metadata") or {}}, ensure_ascii=False) + "\n").encode()
-        for d in documents))
+    lines = [(json.dumps({"id": str(d["id"]), "title": d.get("title", ""), "text": d.get("text", ""),
+                          "metadata": d.get("metadata") or {}}, ensure_ascii=False, allow_nan=False) + "\n").encode()
+             for d in documents]
+    files["documents.jsonl"] = write_file(tmp / "documents.jsonl", lambda f: f.writelines(lines))
+    for fname, array in table_arrays(lines, [str(d["id"]) for d in documents]).items():
+        files[fname] = write_npy(tmp / fname, array)
     faults.point("segment:files-written")
     fsync_dir(tmp)
     os.rename(tmp, directory / name)
@@ -149,7 +153,7 @@ class Segment(SegmentArrays):
 
     folder: Path = Path()
     entry: dict = field(default_factory=dict)
-    documents: list[dict] = field(default_factory=list)
+    documents: DocumentTable | None = None      # read on demand from documents.jsonl (indexes/doctable.py)
     lex_terms: np.ndarray | None = None
     lex_offsets: np.ndarray | None = None
     lex_docs: np.ndarray | None = None
@@ -215,11 +219,18 @@ class Segment(SegmentArrays):
                 arrays[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
             except ValueError as e:
                 raise IndexFormatError(f"{folder / fname}: unreadable array ({e})") from e
-        with open(folder / "documents.jsonl", encoding="utf-8") as f:
-            documents = [json.loads(line) for line in f]
+        table = {}
+        for fname in TABLE_FILES:
+            if fname in entry["files"]:
+                table[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
+        try:
+            documents = DocumentTable.open(folder, table)
+        except (ValueError, KeyError) as e:
+            raise IndexFormatError(f"{folder}: document table unreadable ({e})") from e
         segment = cls(folder=folder, entry=entry, documents=documents, **arrays)
         m = entry["n_vectors"]
-        if len(documents) != entry["n_docs"] or segment.doc_offsets.shape != (len(documents) + 1,) \
+        if len(documents) != entry["n_docs"] or len(documents.hashes) != len(documents) \
+                or segment.doc_offsets.shape != (len(documents) + 1,) \
                 or segment.codes.shape != (m,) or len(segment.residuals) != m \
                 or segment.member_counts.shape != (m,) or segment.ivf_vector_ids.shape != (m,) \
                 or int(segment.doc_offsets[-1]) != m or len(segment.member_token_ids) != entry["n_tokens"]:

@@ -12,9 +12,11 @@ or the new state. docs/index-format.md is the reference for all of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,10 +30,11 @@ from .segment import Segment
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "MANIFEST"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # v1 segments lack vocabulary lists, v1-2 lexical lists, v1-3 store vectors in vector (not list)
-# order; all are read, and compaction rewrites them in the current version.
-READABLE_VERSIONS = (1, 2, 3, 4)
+# order, v1-4 the document table's line offsets and id index (built in memory at open); all are
+# read, and compaction rewrites them in the current version.
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 MANIFEST = "manifest.json"
 
 
@@ -128,15 +131,9 @@ class IndexStore:
         return segment.documents[local]
 
     @cached_property
-    def position_of(self) -> dict[str, int]:
-        """Live document id -> global position."""
-        out = {}
-        for s, segment in enumerate(self.segments):
-            base = int(self.segment_bases[s])
-            for local, doc in enumerate(segment.documents):
-                if self.alive[base + local]:
-                    out[doc["id"]] = base + local
-        return out
+    def position_of(self) -> "LivePositions":
+        """Live document id -> global position (a read-only mapping over the document tables)."""
+        return LivePositions(self)
 
     def blocks(self, block_vectors: int = 16384):
         """Block source for `maxsim.search_blocks`: decompressed vectors of consecutive documents."""
@@ -166,3 +163,39 @@ class IndexStore:
         total = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
         docs = sum((self.directory / s.entry["name"] / "documents.jsonl").stat().st_size for s in self.segments)
         return {"search": total - docs, "documents": docs, "total": total}
+
+
+class LivePositions(Mapping):
+    """id -> global position of the live documents, looked up in each segment's id hash index
+    (newest segment first: an upserted id's older copies are deleted anyway). Iterating reads
+    every document table; lookups read one line."""
+
+    def __init__(self, store: IndexStore):
+        self.store = store
+
+    def __getitem__(self, doc_id: str) -> int:
+        store = self.store
+        if isinstance(doc_id, str):
+            for s in range(len(store.segments) - 1, -1, -1):
+                local = store.segments[s].documents.find(doc_id)
+                if local >= 0 and store.alive[int(store.segment_bases[s]) + local]:
+                    return int(store.segment_bases[s]) + local
+        raise KeyError(doc_id)
+
+    def __contains__(self, doc_id) -> bool:
+        try:
+            self[doc_id]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        store = self.store
+        for s, segment in enumerate(store.segments):
+            base = int(store.segment_bases[s])
+            for local, doc_id in enumerate(segment.documents.ids()):
+                if store.alive[base + local]:
+                    yield doc_id
+
+    def __len__(self) -> int:
+        return self.store.n_docs

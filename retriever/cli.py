@@ -45,6 +45,8 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", default=None, choices=["rrf", "interpolate", "none", "lexical"],
                    help="fusion to use instead of the default (lexical: BM25 alone)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the dense side in interpolation")
+    p.add_argument("--filter", default=None, metavar="JSON",
+                   help='metadata filter, e.g. \'{"lang": "en", "year": {"gte": 2020}}\' (retriever/filters.py)')
     p.add_argument("--model", default=None, help="query encoder (default: the one the index was built with)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     return p
@@ -116,12 +118,20 @@ def run_search(args: argparse.Namespace) -> int:
 
     if not 1 <= args.k <= MAX_K:
         raise ValueError(f"-k must lie in 1..{MAX_K}, got {args.k}")
+    expr = None
+    if args.filter is not None:
+        from .filters import check_filter
+        try:
+            expr = json.loads(args.filter)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--filter: not JSON ({e.msg} at column {e.colno})") from e
+        check_filter(expr, "--filter")
     encoder = load_encoder(args.model, device=args.device) if args.model else None
     index = open_index(args.index)
     searcher = searcher_for(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
                             hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
     document = index.document
-    results = searcher.search_batch(args.queries, k=args.k)
+    results = searcher.search_batch(args.queries, k=args.k, filter=expr)
     for q, query in enumerate(args.queries):
         docs = [document(int(p)) for p in results.indices[q] if p >= 0]
         hits = [{"rank": r + 1, "id": doc["id"], "score": round(float(score), 4), "title": doc.get("title", ""),

@@ -58,10 +58,12 @@ class SearchIndex(Protocol):
 class SearchEngine(Protocol):
     """Query side: strings or pre-encoded (n, L, dim) float32 queries in, SearchResults out."""
 
-    def search(self, query: str, k: int = 10) -> SearchResults: ...
+    def search(self, query: str, k: int = 10, *, filter: dict | None = None,
+               ids: Sequence[str] | None = None) -> SearchResults: ...
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, term_ids: np.ndarray | None = None,
-                     allowed: np.ndarray | None = None, texts: Sequence[str] | None = None) -> SearchResults: ...
+                     allowed: np.ndarray | None = None, texts: Sequence[str] | None = None, *,
+                     filter: dict | None = None, ids: Sequence[str] | None = None) -> SearchResults: ...
 
 
 def open_index(directory: str | Path, verify: bool = True) -> SearchIndex:

@@ -69,6 +69,18 @@ class SearchResults:
         return list(zip(self.doc_ids[query], self.scores[query].tolist()))
 
 
+def combined_mask(index, allowed: np.ndarray | None, filter: dict | None, ids) -> np.ndarray | None:
+    """One (n_positions,) bool mask from a position mask, a filter expression and an id list (None: all)."""
+    from .filters import filter_mask, ids_mask
+
+    masks = [m for m in (None if allowed is None else np.asarray(allowed, dtype=bool),
+                         None if filter is None else filter_mask(index, filter),
+                         None if ids is None else ids_mask(index, ids)) if m is not None]
+    if not masks:
+        return None
+    return np.logical_and.reduce(masks) if len(masks) > 1 else masks[0]
+
+
 def fusion_setting(engine: str, hybrid: bool | None, fusion: str | None,
                    alpha: float | None) -> tuple[str | None, float]:
     """(fusion, alpha) a searcher runs with; fusion None: hybrid whenever query texts are known."""
@@ -140,15 +152,17 @@ class Searcher:
             raise ValueError(f"encoder {encoder.name!r} gives {encoder.dim}-dim vectors, "
                              f"index {self.index.directory} was built from {expected}-dim vectors")
 
-    def search(self, query: str, k: int = 10) -> SearchResults:
-        """Top-k documents for one query (a SearchResults with one row)."""
+    def search(self, query: str, k: int = 10, *, filter: dict | None = None,
+               ids: Sequence[str] | None = None) -> SearchResults:
+        """Top-k documents for one query (a SearchResults with one row); filter / ids as in search_batch."""
         if not isinstance(query, str):
             raise TypeError("search takes one query string; use search_batch for several")
-        return self.search_batch([query], k=k)
+        return self.search_batch([query], k=k, filter=filter, ids=ids)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10,
                      term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None,
-                     texts: Sequence[str] | None = None) -> SearchResults:
+                     texts: Sequence[str] | None = None, *, filter: dict | None = None,
+                     ids: Sequence[str] | None = None) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, or pre-encoded (n_queries, q_len, dim) float32 query embeddings.
@@ -156,10 +170,14 @@ class Searcher:
         term_ids: (n_queries, q_len) int, the vocabulary id of each pre-encoded row (-1: none), as
         `Encoder.query_term_ids` gives; needed by the "vocab" and "union" engines with pre-encoded
         queries (computed here from strings).
-        allowed: (n_positions,) bool, a filter (e.g. on metadata) applied before rescoring: only
-        these documents can be returned. When the first stage's candidates hold fewer than k of
-        them and at most indexes.engine.EXACT_FILTER_LIMIT documents are allowed, all allowed documents are rescored.
+        filter: a metadata filter expression (retriever/filters.py), ids: document ids; only
+        documents both allow can be returned. The mask applies before rescoring: when the first
+        stage's candidates hold fewer than k allowed documents and at most
+        indexes.engine.EXACT_FILTER_LIMIT are allowed, all of them are rescored.
+        allowed: the same as a (n_positions,) bool mask over this snapshot's positions (for
+        callers that already hold one, such as the server's cache; positions change with compaction).
         """
+        allowed = combined_mask(self.index, allowed, filter, ids)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
         if isinstance(queries, np.ndarray):

@@ -31,7 +31,7 @@ from .corpus import Document
 from .encoder import Encoder
 from .hybrid import fuse
 from .index import Index, encoder_from_spec
-from .searcher import HYBRID_DEPTH, HYBRID_FUSION, MAX_K, SearchResults, Searcher, fusion_setting
+from .searcher import HYBRID_DEPTH, HYBRID_FUSION, MAX_K, SearchResults, Searcher, combined_mask, fusion_setting
 
 __all__ = ["ShardedIndex", "ShardedSearcher"]
 
@@ -171,12 +171,18 @@ class ShardedSearcher:
             raise ValueError("documents of a Ray-searched index: open it with ShardedIndex.open")
         return self.index.document(position)
 
-    def search(self, query: str, k: int = 10) -> SearchResults:
-        return self.search_batch([query], k)
+    def search(self, query: str, k: int = 10, *, filter: dict | None = None,
+               ids: Sequence[str] | None = None) -> SearchResults:
+        return self.search_batch([query], k, filter=filter, ids=ids)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, term_ids: np.ndarray | None = None,
-                     allowed: np.ndarray | None = None, texts: Sequence[str] | None = None) -> SearchResults:
+                     allowed: np.ndarray | None = None, texts: Sequence[str] | None = None, *,
+                     filter: dict | None = None, ids: Sequence[str] | None = None) -> SearchResults:
         """Top-k over all shards; the arguments and results are Searcher.search_batch's."""
+        if (filter is not None or ids is not None) and self.index is None:
+            raise ValueError("filters over a Ray-searched index: open it with ShardedIndex.open")
+        if filter is not None or ids is not None:
+            allowed = combined_mask(self.index, allowed, filter, ids)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
         if isinstance(queries, np.ndarray):

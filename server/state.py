@@ -13,7 +13,6 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from retriever import SearchEngine, SearchIndex, open_index, searcher_for
 from retriever.corpus import Document
 from retriever.encoder import Encoder
 
-from .filters import allowed_mask
+from retriever.filters import filter_mask
 
 log = logging.getLogger("tessera.server")
 
@@ -40,21 +39,17 @@ class Snapshot:
         return self.searchers[key]
 
     def allowed(self, conditions: dict) -> np.ndarray:
-        """(n_positions,) bool mask of a metadata filter, cached per snapshot (RAG apps repeat filters)."""
-        key = json.dumps({f: c.model_dump() if hasattr(c, "model_dump") else c for f, c in conditions.items()},
-                         sort_keys=True, default=str)
+        """(n_positions,) bool mask of a metadata filter (retriever.filters), cached per snapshot
+        (RAG apps repeat filters; the metadata columns are cached with the index snapshot)."""
+        expr = {f: c.model_dump(by_alias=True, exclude_none=True) if hasattr(c, "model_dump") else c
+                for f, c in conditions.items()}
+        key = json.dumps(expr, sort_keys=True, default=str)
         cache = self.__dict__.setdefault("_allowed", {})
         if key not in cache:
             if len(cache) >= 64:
                 cache.pop(next(iter(cache)))
-            cache[key] = allowed_mask(self.metadata, conditions)
+            cache[key] = filter_mask(self.index, expr)
         return cache[key]
-
-    @cached_property
-    def metadata(self) -> list[dict]:
-        """Metadata of every position (deleted ones too; the search skips those anyway)."""
-        index = self.index
-        return [index.document(p).get("metadata") or {} for p in range(index.n_positions)]
 
 
 class IndexHandle:

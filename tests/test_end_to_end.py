@@ -295,3 +295,25 @@ def test_cli_checks_arguments_before_encoding_and_keeps_foreign_folders(tmp_path
     monkeypatch.undo()
     assert tessera.main(["search", "--index", str(folder), "-k", "1000000000", "x"]) == 1
     assert "-k must lie in 1..1000" in capsys.readouterr().err
+
+
+def test_filters_and_ids_reach_search_through_api_and_cli(tmp_path, encoder, capsys):
+
+
+    documents = read_corpus(SAMPLE)
+    for i, d in enumerate(documents):
+        d.metadata = {"topic": d.id.split("-")[0], "n": i}
+    index = Index.build(tmp_path / "f", documents, encoder, show_progress=False)
+    searcher = Searcher(index, encoder=encoder)
+    hits = searcher.search("how do solar panels make electricity", k=10, filter={"topic": "wind"})
+    assert hits.doc_ids[0] and all(d.startswith("wind") for d in hits.doc_ids[0])
+    either = searcher.search("energy", k=30, filter={"$or": [{"topic": "wind"}, {"n": {"lt": 2}}]})
+    assert {d for d in either.doc_ids[0]} == {d.id for i, d in enumerate(documents) if d.id.startswith("wind") or i < 2}
+    only = searcher.search("energy", k=5, ids=[documents[3].id, "missing-id"])
+    assert only.doc_ids[0] == [documents[3].id]
+    assert tessera.main(["search", "--index", str(tmp_path / "f"), "--json", "-k", "5", "--filter",
+                         '{"topic": {"in": ["wind"]}}', "solar panels"]) == 0
+    assert all(h["id"].startswith("wind") for h in json.loads(capsys.readouterr().out)["hits"])
+    assert tessera.main(["search", "--index", str(tmp_path / "f"), "--filter", '{"n": {"gte": "x"}}', "q"]) == 1
+    assert "--filter.n.gte" in capsys.readouterr().err
+

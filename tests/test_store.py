@@ -178,3 +178,36 @@ def test_codes_made_for_another_codec_are_refused(tmp_path):
     make_index(tmp_path, seed=4, prefix="r")     # a rebuild lands between coding and appending
     with pytest.raises(ValueError, match="codec changed"):
         writes.append_segment(tmp_path, arrays, synthetic_docs(3, "late"), codec_name=name)
+
+
+def test_documents_are_read_on_demand_and_old_segments_still_open(tmp_path):
+    make_index(tmp_path, n_docs=30)
+    store = IndexStore.open(tmp_path)
+    seg = store.segments[0]
+    assert isinstance(seg.documents.blob, np.memmap) and isinstance(seg.documents.hashes, np.memmap)
+    assert store.position_of["d17"] == 17 and "nope" not in store.position_of and len(store.position_of) == 30
+    assert store.document(17)["metadata"] == {"n": 17}
+    # A damaged line is found when read, named by file and line; the rest stay readable.
+    path = tmp_path / seg.entry["name"] / "documents.jsonl"
+    data = bytearray(path.read_bytes())
+    start = int(seg.documents.lines[5])
+    data[start] = ord("#")
+    path.write_bytes(bytes(data))
+    damaged = IndexStore.open(tmp_path, verify=False)
+    assert damaged.document(6)["id"] == "d6"
+    with pytest.raises(ValueError, match=r"documents.jsonl: line 6 is damaged"):
+        damaged.document(5)
+    with pytest.raises(IndexFormatError, match="documents.jsonl: checksum mismatch"):
+        IndexStore.open(tmp_path, verify=True)
+    # A version 4 index (no table files) opens, its table built in memory.
+    old = tmp_path / "v4"
+    make_index(old, n_docs=12)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["version"] = 4
+    for entry in manifest["segments"]:
+        for name in ("doc_lines.npy", "id_hashes.npy", "id_order.npy"):
+            del entry["files"][name]
+            (old / entry["name"] / name).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    v4 = IndexStore.open(old)
+    assert v4.position_of["d7"] == 7 and v4.document(7)["id"] == "d7"

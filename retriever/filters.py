@@ -1,0 +1,148 @@
+"""Metadata filters in the library: an expression over documents' metadata -> a mask of the
+documents it allows, computed column by column.
+
+    {"lang": "en"}                                  equality (a bool matches only a bool)
+    {"year": {"gte": 2020, "lt": 2024}}             range (numbers only)
+    {"tag": {"in": ["a", "b"]}}                     membership
+    {"lang": "en", "year": {"gte": 2020}}           several fields: all must hold
+    {"$or": [{...}, {...}]}, {"$and": [...]}, {"$not": {...}}
+
+A document lacking a field fails every condition on it. Columns (one per field used) are read
+from the document table once per index snapshot and kept with it, so repeated filters cost a
+numpy comparison over the column. `Searcher.search(..., filter=...)`, the CLI (`--filter`) and
+the server use this one implementation; the engine applies the mask to the candidates and, when
+few documents pass, rescores them all, so a selective filter keeps its recall.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_filter", "filter_mask", "ids_mask", "FilterError"]
+
+RANGE_KEYS = ("gt", "gte", "lt", "lte")
+MAX_CONDITIONS = 64
+
+
+class FilterError(ValueError):
+    """A filter expression that is not valid; the message names the part."""
+
+
+def check_filter(expr: Any, where: str = "filter", _count: list | None = None) -> None:
+    """Raise FilterError naming the first invalid part of `expr`."""
+    count = _count if _count is not None else [0]
+    if not isinstance(expr, dict) or not expr:
+        raise FilterError(f"{where}: expected a non-empty object of field conditions")
+    for key, condition in expr.items():
+        count[0] += 1
+        if count[0] > MAX_CONDITIONS:
+            raise FilterError(f"{where}: more than {MAX_CONDITIONS} conditions")
+        if key in ("$and", "$or"):
+            if not isinstance(condition, list) or not condition:
+                raise FilterError(f"{where}.{key}: expected a non-empty list of filters")
+            for i, part in enumerate(condition):
+                check_filter(part, f"{where}.{key}[{i}]", count)
+        elif key == "$not":
+            check_filter(condition, f"{where}.$not", count)
+        elif key.startswith("$"):
+            raise FilterError(f"{where}: unknown operator {key!r} (use $and, $or, $not)")
+        elif isinstance(condition, dict):
+            keys = set(condition)
+            if keys == {"in"}:
+                if not isinstance(condition["in"], list) or not all(_scalar(v) for v in condition["in"]):
+                    raise FilterError(f"{where}.{key}.in: expected a list of strings, numbers or booleans")
+            elif keys and keys <= set(RANGE_KEYS):
+                for bound, value in condition.items():
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                        raise FilterError(f"{where}.{key}.{bound}: expected a finite number, got {value!r}")
+            else:
+                raise FilterError(f"{where}.{key}: expected 'in' or range bounds {RANGE_KEYS}, got {sorted(keys)}")
+        elif not _scalar(condition):
+            raise FilterError(f"{where}.{key}: expected a string, number, boolean, range or 'in'")
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+
+
+_MISSING = object()
+
+
+def _column(index, field: str) -> np.ndarray:
+    """(n_positions,) object array of one metadata field (_MISSING where absent), cached per snapshot."""
+    cache = _cache(index)
+    if field not in cache:
+        values = np.empty(index.n_positions, dtype=object)
+        for p in range(index.n_positions):
+            values[p] = (index.document(p).get("metadata") or {}).get(field, _MISSING)
+        cache[field] = values
+    return cache[field]
+
+
+def _cache(index) -> dict:
+    holder = getattr(index, "store", index)       # an Index keeps it with its store snapshot
+    return holder.__dict__.setdefault("_metadata_columns", {})
+
+
+def _equal(column: np.ndarray, wanted: Any) -> np.ndarray:
+    if isinstance(wanted, bool):
+        return np.fromiter((v is wanted for v in column), dtype=bool, count=len(column))
+    kinds = (int, float) if isinstance(wanted, (int, float)) else (type(wanted),)
+    return np.fromiter((isinstance(v, kinds) and not isinstance(v, bool) and v == wanted for v in column),
+                       dtype=bool, count=len(column))
+
+
+def _numeric(index, field: str) -> np.ndarray:
+    cache = _cache(index)
+    key = ("#numeric", field)
+    if key not in cache:
+        column = _column(index, field)
+        cache[key] = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+                               for v in column], dtype=np.float64)
+    return cache[key]
+
+
+def filter_mask(index, expr: dict) -> np.ndarray:
+    """(n_positions,) bool: the documents of `index` (an Index or ShardedIndex) `expr` allows."""
+    check_filter(expr)
+    return _evaluate(index, expr)
+
+
+def _evaluate(index, expr: dict) -> np.ndarray:
+    out = np.ones(index.n_positions, dtype=bool)
+    for key, condition in expr.items():
+        if key == "$and":
+            for part in condition:
+                out &= _evaluate(index, part)
+        elif key == "$or":
+            out &= np.logical_or.reduce([_evaluate(index, part) for part in condition])
+        elif key == "$not":
+            out &= ~_evaluate(index, condition)
+        elif isinstance(condition, dict) and "in" in condition:
+            column = _column(index, key)
+            out &= np.logical_or.reduce([_equal(column, v) for v in condition["in"]] or [np.zeros(len(out), bool)])
+        elif isinstance(condition, dict):
+            values = _numeric(index, key)
+            with np.errstate(invalid="ignore"):
+                keep = ~np.isnan(values)
+                for bound, op in (("gt", np.greater), ("gte", np.greater_equal), ("lt", np.less),
+                                  ("lte", np.less_equal)):
+                    if bound in condition:
+                        keep &= op(values, condition[bound])
+            out &= keep
+        else:
+            out &= _equal(_column(index, key), condition)
+    return out
+
+
+def ids_mask(index, ids) -> np.ndarray:
+    """(n_positions,) bool: the live documents among `ids` (unknown ids are ignored)."""
+    out = np.zeros(index.n_positions, dtype=bool)
+    for doc_id in ids:
+        p = index.position_of(str(doc_id))
+        if p is not None:
+            out[p] = True
+    return out
