@@ -158,6 +158,23 @@ class IndexStore:
                                    "compact the index (Index.compact) or rebuild it to add them")
         return bm25_search(self.segments, self.segment_bases, self.alive, query, k)
 
+    def growth(self) -> dict:
+        """How far the collection has grown past its codec: stored vectors now, the centroids the
+        codec has and the count a build of today's collection would size (indexes/codec.py), mean
+        list length, and `retrain`: True once today's count is at least twice the codec's (lists
+        twice as long as a fresh build's, so probing costs twice as much), unless the recipe fixes
+        the count. `compact(retrain=True)` then refits the codec for the collection."""
+        from .codec import default_n_centroids
+        from .recipe import Recipe
+
+        n_vectors = sum(int(s.entry["n_vectors"]) for s in self.segments)
+        have = self.codec.n_centroids
+        sized = default_n_centroids(n_vectors)
+        fixed = Recipe.parse(self.manifest["recipe"]).n_centroids is not None
+        return {"stored_vectors": n_vectors, "centroids": have, "sized_centroids": sized,
+                "mean_list_length": n_vectors / max(1, have), "segments": len(self.segments),
+                "retrain": (not fixed) and sized >= 2 * have}
+
     def nbytes(self) -> dict[str, int]:
         """Bytes on disk: 'search' (everything search reads) and 'documents' (stored texts)."""
         total = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())

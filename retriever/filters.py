@@ -16,6 +16,7 @@ few documents pass, rescores them all, so a selective filter keeps its recall.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -68,18 +69,42 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
 
 
-_MISSING = object()
+def _fields(expr: dict) -> set[str]:
+    out = set()
+    for key, condition in expr.items():
+        if key in ("$and", "$or"):
+            for part in condition:
+                out |= _fields(part)
+        elif key == "$not":
+            out |= _fields(condition)
+        else:
+            out.add(key)
+    return out
 
 
-def _column(index, field: str) -> np.ndarray:
-    """(n_positions,) object array of one metadata field (_MISSING where absent), cached per snapshot."""
+def _load_columns(index, fields: set[str]) -> dict:
+    """Categorical columns {field: (codes (n_positions,) int32, distinct values, numeric (n,) float64)}
+    of the fields not cached yet, read in one pass over the documents; cached per snapshot
+    (code -1: the field is absent)."""
     cache = _cache(index)
-    if field not in cache:
-        values = np.empty(index.n_positions, dtype=object)
-        for p in range(index.n_positions):
-            values[p] = (index.document(p).get("metadata") or {}).get(field, _MISSING)
-        cache[field] = values
-    return cache[field]
+    missing = sorted(f for f in fields if f not in cache)
+    if missing:
+        n = index.n_positions
+        codes = {f: np.full(n, -1, dtype=np.int32) for f in missing}
+        lookup: dict[str, dict] = {f: {} for f in missing}
+        for p in range(n):
+            metadata = index.document(p).get("metadata") or {}
+            for f in missing:
+                if f in metadata:
+                    value = metadata[f]
+                    key = (type(value).__name__, json.dumps(value, sort_keys=True))
+                    codes[f][p] = lookup[f].setdefault(key, (len(lookup[f]), value))[0]
+        for f in missing:
+            values = [v for _, v in sorted(lookup[f].values(), key=lambda x: x[0])]
+            numeric_values = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+                                       for v in values] + [np.nan], dtype=np.float64)
+            cache[f] = (codes[f], values, numeric_values[codes[f]])     # code -1 picks the trailing NaN
+    return cache
 
 
 def _cache(index) -> dict:
@@ -87,45 +112,40 @@ def _cache(index) -> dict:
     return holder.__dict__.setdefault("_metadata_columns", {})
 
 
-def _equal(column: np.ndarray, wanted: Any) -> np.ndarray:
-    if isinstance(wanted, bool):
-        return np.fromiter((v is wanted for v in column), dtype=bool, count=len(column))
-    kinds = (int, float) if isinstance(wanted, (int, float)) else (type(wanted),)
-    return np.fromiter((isinstance(v, kinds) and not isinstance(v, bool) and v == wanted for v in column),
-                       dtype=bool, count=len(column))
+def _matches(value, wanted) -> bool:
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return type(value) is type(wanted) and value == wanted      # a bool matches only a bool
+    if isinstance(wanted, (int, float)):
+        return isinstance(value, (int, float)) and value == wanted
+    return isinstance(value, type(wanted)) and value == wanted
 
 
-def _numeric(index, field: str) -> np.ndarray:
-    cache = _cache(index)
-    key = ("#numeric", field)
-    if key not in cache:
-        column = _column(index, field)
-        cache[key] = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
-                               for v in column], dtype=np.float64)
-    return cache[key]
+def _equal(column: tuple, wanted) -> np.ndarray:
+    codes, values, _ = column
+    hits = [c for c, v in enumerate(values) if _matches(v, wanted)]
+    return np.isin(codes, hits)
 
 
 def filter_mask(index, expr: dict) -> np.ndarray:
     """(n_positions,) bool: the documents of `index` (an Index or ShardedIndex) `expr` allows."""
     check_filter(expr)
-    return _evaluate(index, expr)
+    return _evaluate(_load_columns(index, _fields(expr)), index.n_positions, expr)
 
 
-def _evaluate(index, expr: dict) -> np.ndarray:
-    out = np.ones(index.n_positions, dtype=bool)
+def _evaluate(columns: dict, n: int, expr: dict) -> np.ndarray:
+    out = np.ones(n, dtype=bool)
     for key, condition in expr.items():
         if key == "$and":
             for part in condition:
-                out &= _evaluate(index, part)
+                out &= _evaluate(columns, n, part)
         elif key == "$or":
-            out &= np.logical_or.reduce([_evaluate(index, part) for part in condition])
+            out &= np.logical_or.reduce([_evaluate(columns, n, part) for part in condition])
         elif key == "$not":
-            out &= ~_evaluate(index, condition)
+            out &= ~_evaluate(columns, n, condition)
         elif isinstance(condition, dict) and "in" in condition:
-            column = _column(index, key)
-            out &= np.logical_or.reduce([_equal(column, v) for v in condition["in"]] or [np.zeros(len(out), bool)])
+            out &= np.logical_or.reduce([_equal(columns[key], v) for v in condition["in"]] or [np.zeros(n, bool)])
         elif isinstance(condition, dict):
-            values = _numeric(index, key)
+            values = columns[key][2]
             with np.errstate(invalid="ignore"):
                 keep = ~np.isnan(values)
                 for bound, op in (("gt", np.greater), ("gte", np.greater_equal), ("lt", np.less),
@@ -134,7 +154,7 @@ def _evaluate(index, expr: dict) -> np.ndarray:
                         keep &= op(values, condition[bound])
             out &= keep
         else:
-            out &= _equal(_column(index, key), condition)
+            out &= _equal(columns[key], condition)
     return out
 
 

@@ -82,7 +82,8 @@ class Index:
         return {"documents": len(self), "shards": 1, "recipe": self.manifest["recipe"],
                 "stored_vectors": sum(s.entry["n_vectors"] for s in store.segments),
                 "bytes": store.nbytes()["total"], "bytes_search": store.nbytes()["search"], "segments": len(store.segments),
-                "encoder": self.encoder_spec["name"], "generation": self.manifest["generation"]}
+                "encoder": self.encoder_spec["name"], "generation": self.manifest["generation"],
+                "growth": store.growth()}
 
     @classmethod
     def open(cls, directory: str | Path, verify: bool = True) -> "Index":
@@ -162,6 +163,13 @@ class Index:
         """Merge segments and drop deleted documents; retrain=True refits centroids and buckets."""
         compact_index(self.directory, retrain=retrain, lock_timeout=lock_timeout)
         return self.reload()
+
+    def maintain(self, lock_timeout: float = LOCK_TIMEOUT) -> dict:
+        """Compact, refitting the codec when the collection has outgrown it (IndexStore.growth);
+        returns the growth figures it acted on."""
+        growth = self.store.growth()
+        self.compact(retrain=growth["retrain"], lock_timeout=lock_timeout)
+        return growth
 
     def load_encoder(self, device=None) -> Encoder:
         """The encoder recorded in the manifest, with the same settings."""

@@ -121,6 +121,9 @@ class ShardedIndex:
             shard.compact(retrain=retrain, lock_timeout=lock_timeout)
         return self
 
+    def maintain(self, lock_timeout: float = LOCK_TIMEOUT) -> list[dict]:
+        return [shard.maintain(lock_timeout=lock_timeout) for shard in self.shards]
+
     def stats(self) -> dict:
         parts = [s.stats() for s in self.shards]
         return {"documents": len(self), "shards": len(self.shards), "recipe": parts[0]["recipe"],

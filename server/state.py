@@ -93,7 +93,8 @@ class IndexHandle:
     def _compact(self) -> None:
         try:
             index = open_index(self.directory, verify=False)
-            index.compact(lock_timeout=self.write_wait)    # searches go on meanwhile, on their snapshot
+            index.maintain(lock_timeout=self.write_wait)   # merges, refits a codec the data outgrew;
+            #                                                searches go on meanwhile, on their snapshot
             with self._write_lock:
                 self.snapshot = Snapshot(open_index(self.directory, verify=False))
             self.compactions += 1
