@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .runtime import make_runtime
+
 __all__ = ["EncoderConfig", "DocumentEmbeddings", "Encoder", "QueryTruncatedWarning"]
 
 
@@ -101,6 +103,8 @@ class Encoder:
     projections: list[torch.nn.Module] = field(default_factory=list)
     name: str = "encoder"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    runtime: str = "torch"                # retriever.runtime.RUNTIMES: torch, onnx, onnx-int8
+    cache_dir: str | None = None          # converted models (onnx runtimes); default ~/.cache/tessera
 
     def __post_init__(self) -> None:
         tok = self.tokenizer
@@ -112,6 +116,8 @@ class Encoder:
         self._query_marker_id = self._marker_id(self.config.query_marker)
         self._doc_marker_id = self._marker_id(self.config.doc_marker)
         self._skip_ids = self._skiplist_ids(self.config.skiplist)
+        self._runtime = make_runtime(self.runtime, self.model, self.projections, self.device, self.cache_dir)
+        self.runtime = self._runtime.name         # what actually runs (torch after a fallback)
 
     @property
     def dim(self) -> int:
@@ -155,11 +161,7 @@ class Encoder:
     @torch.inference_mode()
     def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) int64 ids and mask -> (B, L, dim) float32 unit vectors, (B, L) norms before scaling."""
-        hidden = self.model(input_ids=input_ids.to(self.device),
-                            attention_mask=attention.to(self.device)).last_hidden_state
-        for p in self.projections:
-            hidden = p(hidden)
-        hidden = hidden.float()
+        hidden = self._runtime.forward(input_ids, attention).float()
         norms = hidden.norm(dim=-1)
         return hidden / norms.clamp_min(1e-12).unsqueeze(-1), norms
 

@@ -1,0 +1,80 @@
+"""Encoder runtimes: ONNX Runtime (float32, int8) against the torch reference on tiny checkpoints
+of each layout; the converted-model cache; the fallback when the runtime is missing."""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+
+import numpy as np
+import pytest
+
+from retriever import load_encoder
+from retriever.runtime import RuntimeFallbackWarning
+
+pytest.importorskip("onnxruntime", reason="onnxruntime not installed (bash scripts/install.sh installs it)")
+
+DOCS = ["the quick brown fox jumps over the lazy dog", "late interaction keeps one vector per token",
+        "a b c", "solar panels turn light into electricity, and wind turbines turn air into it"]
+
+
+def _plain_hf(tmp_path, pylate_checkpoint):
+    path = tmp_path / "plain"
+    shutil.copytree(pylate_checkpoint[0], path)
+    (path / "modules.json").unlink()
+    return path
+
+
+@pytest.mark.parametrize("layout", ["colbert_ai_checkpoint", "pylate_checkpoint", "plain"])
+@pytest.mark.parametrize("runtime, tolerance", [("onnx", 1e-3), ("onnx-int8", 0.15)])  # vectors stored in float16
+def test_onnx_vectors_match_torch(layout, runtime, tolerance, request, tmp_path, pylate_checkpoint):
+    path = _plain_hf(tmp_path, pylate_checkpoint) if layout == "plain" else request.getfixturevalue(layout)[0]
+    reference = load_encoder(path, device="cpu", runtime="torch")
+    fast = load_encoder(path, device="cpu", runtime=runtime, cache_dir=tmp_path / "cache")
+    assert fast.runtime == runtime
+    a = reference.encode_documents(DOCS, show_progress=False)
+    b = fast.encode_documents(DOCS, show_progress=False)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    cosine = (a.vectors.astype(np.float32) * b.vectors.astype(np.float32)).sum(1)
+    assert cosine.min() > 1 - tolerance, cosine.min()
+    q_ref, q_fast = reference.encode_queries(["what turns light into electricity?"]), \
+        fast.encode_queries(["what turns light into electricity?"])
+    assert q_ref.shape == q_fast.shape
+    real = np.abs(q_ref).sum(-1) > 0
+    assert ((q_ref * q_fast).sum(-1)[real] > 1 - tolerance).all()
+
+
+def test_converted_model_is_cached_and_redone_when_the_checkpoint_changes(tmp_path, pylate_checkpoint):
+    import torch
+
+    cache = tmp_path / "cache"
+    first = load_encoder(pylate_checkpoint[0], device="cpu", runtime="onnx", cache_dir=cache)
+    assert first._runtime.converted
+    again = load_encoder(pylate_checkpoint[0], device="cpu", runtime="onnx", cache_dir=cache)
+    assert not again._runtime.converted and again._runtime.path == first._runtime.path
+    changed = tmp_path / "changed"
+    shutil.copytree(pylate_checkpoint[0], changed)
+    modified = load_encoder(changed, device="cpu", runtime="torch")
+    with torch.no_grad():
+        modified.projections[0].weight.mul_(1.5)
+    modified.projections[0].weight.data[0, 0] += 0.1
+    from retriever.runtime import OnnxRuntime
+    other = OnnxRuntime(modified.model, modified.projections, quantize=False, cache_dir=cache)
+    assert other.converted and other.path != first._runtime.path
+    assert len(list((cache / "onnx").iterdir())) == 2
+
+
+def test_a_missing_runtime_falls_back_to_torch_with_a_message(monkeypatch, pylate_checkpoint):
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.warns(RuntimeFallbackWarning, match="pip install onnxruntime"):
+        encoder = load_encoder(pylate_checkpoint[0], device="cpu", runtime="onnx-int8")
+    assert encoder.runtime == "torch"
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        load_encoder(pylate_checkpoint[0], device="cpu", runtime="tensorrt")
