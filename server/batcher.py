@@ -32,7 +32,9 @@ class Job:
 
 
 class MicroBatcher:
-    def __init__(self, window_ms: float = 2.0, max_batch: int = 32, log: LatencyLog | None = None):
+    def __init__(self, window_ms: float = 2.0, max_batch: int = 32, log: LatencyLog | None = None,
+                 on_batch=None):
+        self.on_batch = on_batch          # called with each batch's query count (metrics)
         self.window = window_ms / 1000
         self.max_batch = max(1, max_batch)
         self.log = log or LatencyLog()
@@ -82,6 +84,8 @@ class MicroBatcher:
 
     def _run_batch(self, jobs: list[Job]) -> list:
         self.log.batch(sum(len(j.queries) for j in jobs))
+        if self.on_batch is not None:
+            self.on_batch(sum(len(j.queries) for j in jobs))
         out: list = [None] * len(jobs)
         by_index: dict[str, list[int]] = {}
         for i, j in enumerate(jobs):

@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-window-ms", type=float, default=2.0,
                    help="how long the first request of a batch waits for others (default 2)")
     p.add_argument("--max-batch", type=int, default=32, help="queries per micro-batch (1: no batching)")
+    p.add_argument("--access-log", action="store_true",
+                   help="print one JSON line per request (request id, route, status, ms) on stderr")
     p.add_argument("--max-segments", type=int, default=8,
                    help="merge an index's segments after an add leaves more than this many (default 8)")
     return p
@@ -68,7 +70,15 @@ def main(command: str = "serve", argv: list[str] | None = None) -> int:
         return 1
     app = create_app(handles, api_key=key, protect_reads=args.protect_reads,
                      window_ms=args.batch_window_ms, max_batch=args.max_batch)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.access_log:
+        import logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("tessera.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+    # One process serves: it is the index's one writer, and its readers share the snapshots in memory.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30)
     return 0
 
 

@@ -332,3 +332,14 @@ def test_a_lone_surrogate_in_a_batch_is_a_422(server):
     body = '{"queries": ["solar", "bad \\ud800 query"], "k": 2}'
     r = httpx.post(f"{server.url}/search/batch", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422 and "queries[1]" in r.text
+
+
+def test_metrics_and_request_ids(server):
+    r = httpx.post(f"{server.url}/search", json={"query": "solar panels", "k": 2}, headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert len(httpx.get(f"{server.url}/health").headers["x-request-id"]) == 32
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'tessera_requests_total{method="POST",route="/search",status="200"}' in text
+    assert 'tessera_request_seconds_bucket{le="0.5",route="/search"}' in text
+    assert "tessera_search_batch_size_count" in text
+    assert 'tessera_index_documents{index="docs"}' in text

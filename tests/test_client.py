@@ -1,0 +1,126 @@
+"""The Python client and the LangChain retriever against a real `tessera serve` on loopback and
+against the library itself."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from client import AsyncTesseraClient, TesseraClient, TesseraError
+from retriever import Index, Searcher, load_encoder
+from test_server import KEY, Server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from retriever import read_corpus
+    from conftest import SAMPLE
+
+    path = tmp_path_factory.mktemp("client") / "idx"
+    documents = read_corpus(SAMPLE)
+    for d in documents:
+        d.metadata = {"topic": d.id.split("-")[0]}
+    Index.build(path, documents, load_encoder(device="cpu"), show_progress=False)
+    server = Server(path).start()
+    yield server, path
+    server.stop()
+
+
+def test_client_search_add_delete_equal_the_library(served):
+    server, path = served
+    query = "how do plants turn sunlight into sugar"
+    with TesseraClient(server.url, api_key=KEY) as tessera:
+        assert tessera.health().status == "ok" and tessera.indexes()[0].name == "docs"
+        got = tessera.search(query, k=5)
+        expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=5)
+        assert [h.id for h in got.hits] == expected.doc_ids[0]
+        batch = tessera.search_batch([query, "wind turbines"], k=3, filter={"topic": "wind"})
+        assert all(h.id.startswith("wind") for h in batch.results[1].hits)
+        tessera.add([{"id": "kiwi-1", "text": "Kiwi fruit grows on vines and is rich in vitamin C."}], index="docs")
+        assert tessera.document("kiwi-1", index="docs").text.startswith("Kiwi")
+        with pytest.raises(TesseraError) as e:
+            tessera.add([{"id": "kiwi-1", "text": "again"}], index="docs")
+        assert e.value.status == 409 and "upsert" in e.value.detail
+        tessera.add([{"id": "kiwi-1", "text": "Kiwi, again."}], index="docs", upsert=True)
+        tessera.delete("kiwi-1", index="docs")
+        with pytest.raises(TesseraError) as e:
+            tessera.document("kiwi-1", index="docs")
+        assert e.value.status == 404
+    with TesseraClient(server.url) as anonymous, pytest.raises(TesseraError) as e:
+        anonymous.add([{"id": "x", "text": "y"}], index="docs")
+    assert e.value.status == 401
+
+
+def test_async_client(served):
+    server, _ = served
+
+    async def run():
+        async with AsyncTesseraClient(server.url, api_key=KEY) as tessera:
+            results = await asyncio.gather(*(tessera.search(q, k=2) for q in ("solar panels", "volcano")))
+            return [r.hits[0].id for r in results]
+
+    top = asyncio.run(run())
+    assert top[0].startswith("solar") and len(top) == 2
+
+
+def test_retries_only_on_429_and_503_and_honours_retry_after():
+    calls = {"n": 0}
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls["n"] += 1
+            status = {1: 503, 2: 429}.get(calls["n"], 200) if self.path == "/health" else 500
+            body = b'{"status": "ok", "indexes": 1}' if status == 200 else b'{"detail": "busy"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with TesseraClient(f"http://127.0.0.1:{httpd.server_port}", retries=3) as tessera:
+            assert tessera.health().indexes == 1 and calls["n"] == 3
+            calls["n"] = 10
+            with pytest.raises(TesseraError) as e:
+                tessera.indexes()                      # a 500 is not retried
+            assert e.value.status == 500 and calls["n"] == 11
+    finally:
+        httpd.shutdown()
+
+
+def test_langchain_retriever_matches_tessera(served):
+    pytest.importorskip("langchain_core", reason="langchain-core not installed (pip install 'tessera[langchain]')")
+    from client.langchain import TesseraRetriever
+
+    server, path = served
+    query = "how do plants turn sunlight into sugar"
+    expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=3)
+    for retriever in (TesseraRetriever.from_index(str(path), k=3), TesseraRetriever.from_url(server.url, k=3)):
+        docs = retriever.invoke(query)
+        assert [d.metadata["id"] for d in docs] == expected.doc_ids[0]
+        assert [d.metadata["score"] for d in docs] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
+        assert docs[0].page_content and "topic" in docs[0].metadata
+    wind = TesseraRetriever.from_index(str(path), k=5, filter={"topic": "wind"}).invoke("energy")
+    assert wind and all(d.metadata["topic"] == "wind" for d in wind)
+
+
+def test_llamaindex_retriever_matches_tessera(served):
+    pytest.importorskip("llama_index.core", reason="llama-index-core not installed (pip install 'tessera[llamaindex]')")
+    from client.llamaindex import TesseraRetriever
+
+    server, path = served
+    query = "how do plants turn sunlight into sugar"
+    expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=3)
+    for retriever in (TesseraRetriever.from_index(str(path), k=3), TesseraRetriever.from_url(server.url, k=3)):
+        nodes = retriever.retrieve(query)
+        assert [n.node.node_id for n in nodes] == expected.doc_ids[0]
+        assert [n.score for n in nodes] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
+        assert nodes[0].node.get_content() and "topic" in nodes[0].node.metadata
