@@ -20,7 +20,7 @@ def _writer(directory: str, w: int, log: str, until: float) -> None:
 
     r = 0
     with open(log, "a") as out:
-        while time.time() < until:
+        while time.time() < until or r < 8:     # at least 8 rounds, however late this process started
             r += 1
             if r % 5 == 0:
                 if w == 0:
@@ -42,7 +42,7 @@ def _reader(directory: str, log: str, until: float) -> None:
     from indexes.store import IndexStore
 
     opened, errors = 0, []
-    while time.time() < until:
+    while time.time() < until or opened < 20:  # at least 20 opens, however late this process started
         try:
             store = IndexStore.open(directory, verify=False)
             for p in range(0, store.n_positions, 7):
