@@ -6,6 +6,10 @@
     retriever = TesseraRetriever.from_url("http://127.0.0.1:8000", k=5)  # over HTTP
     docs = retriever.invoke("how do solar panels work")                  # list[Document]
 
+    store = TesseraVectorStore.from_texts(texts, None, metadatas=..., ids=..., directory="idx/")
+    store.add_texts(["more"], ids=["d9"]); store.delete(["d9"])         # LangChain's VectorStore interface
+    store.similarity_search("query", k=4, filter={"lang": "en"}); store.as_retriever()
+
 Each Document carries the text as page_content and metadata with the stored metadata plus
 `id`, `title` and `score`; `filter` (metadata filter) and `hybrid` apply to every query.
 """
@@ -17,9 +21,10 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
-__all__ = ["TesseraRetriever"]
+__all__ = ["TesseraRetriever", "TesseraVectorStore"]
 
 
 class TesseraRetriever(BaseRetriever):
@@ -66,3 +71,69 @@ class TesseraRetriever(BaseRetriever):
                                 metadata={**(doc.get("metadata") or {}), "id": doc["id"], "title": doc.get("title", ""),
                                           "score": float(score)}))
         return out
+
+
+class TesseraVectorStore(VectorStore):
+    """LangChain's VectorStore interface over a Tessera index in this process: add_texts, delete,
+    similarity_search(_with_score), from_texts. Tessera encodes with its own encoder (the one the
+    index was built with), so the `embedding` argument LangChain passes is not used."""
+
+    def __init__(self, directory: str, *, hybrid: bool = True):
+        from retriever import open_index
+
+        self.directory, self.hybrid = directory, hybrid
+        self.index = open_index(directory)
+        self._searcher = None
+
+    @property
+    def searcher(self):
+        from retriever import searcher_for
+
+        if self._searcher is None:
+            self._searcher = searcher_for(self.index, hybrid=None if self.hybrid else False)
+        return self._searcher
+
+    @classmethod
+    def from_texts(cls, texts: list[str], embedding=None, metadatas: list[dict] | None = None, *,
+                   ids: list[str] | None = None, directory: str, **kwargs) -> "TesseraVectorStore":
+        from retriever import Document as TesseraDocument, Index, load_encoder
+
+        ids = ids or [str(i) for i in range(len(texts))]
+        docs = [TesseraDocument(id=i, text=t, metadata=(metadatas or [{}] * len(texts))[n])
+                for n, (i, t) in enumerate(zip(ids, texts))]
+        Index.build(directory, docs, load_encoder(), show_progress=False, **kwargs)
+        return cls(directory)
+
+    def add_texts(self, texts, metadatas: list[dict] | None = None, *, ids: list[str] | None = None,
+                  **kwargs) -> list[str]:
+        from retriever import Document as TesseraDocument
+
+        texts = list(texts)
+        if ids is None:
+            raise ValueError("Tessera documents need ids: pass ids=[...]")
+        docs = [TesseraDocument(id=i, text=t, metadata=(metadatas or [{}] * len(texts))[n])
+                for n, (i, t) in enumerate(zip(ids, texts))]
+        self.index.add(docs, upsert=kwargs.get("upsert", False))
+        self._searcher = None                      # the next search sees the new snapshot
+        return list(ids)
+
+    def delete(self, ids: list[str] | None = None, **kwargs) -> bool:
+        if ids:
+            self.index.delete(ids, missing_ok=kwargs.get("missing_ok", False))
+            self._searcher = None
+        return True
+
+    def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
+                                     **kwargs) -> list[tuple[Document, float]]:
+        results = self.searcher.search(query, k=k, filter=filter)
+        out = []
+        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
+            if position >= 0:
+                doc = self.index.document(position)
+                out.append((Document(page_content=doc.get("text", ""), id=doc["id"],
+                                     metadata={**(doc.get("metadata") or {}), "id": doc["id"],
+                                               "title": doc.get("title", "")}), float(score)))
+        return out
+
+    def similarity_search(self, query: str, k: int = 4, filter: dict | None = None, **kwargs) -> list[Document]:
+        return [d for d, _ in self.similarity_search_with_score(query, k, filter=filter)]

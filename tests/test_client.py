@@ -124,3 +124,23 @@ def test_llamaindex_retriever_matches_tessera(served):
         assert [n.node.node_id for n in nodes] == expected.doc_ids[0]
         assert [n.score for n in nodes] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
         assert nodes[0].node.get_content() and "topic" in nodes[0].node.metadata
+
+
+def test_langchain_vector_store_adds_deletes_and_searches(tmp_path):
+    pytest.importorskip("langchain_core", reason="langchain-core not installed (pip install 'tessera[langchain]')")
+    from client.langchain import TesseraVectorStore
+
+    texts = ["Photovoltaic panels turn sunlight into electricity.", "Wind turbines turn moving air into power.",
+             "Bees make honey from nectar.", "Tides follow the moon."]
+    store = TesseraVectorStore.from_texts(texts, None, metadatas=[{"kind": "energy"}, {"kind": "energy"}, {}, {}],
+                                          ids=["sun", "wind", "bees", "tides"], directory=str(tmp_path / "vs"))
+    assert store.similarity_search("solar electricity", k=1)[0].metadata["id"] == "sun"
+    store.add_texts(["Kiwi fruit grows on vines."], metadatas=[{"kind": "food"}], ids=["kiwi"])
+    hits = store.similarity_search_with_score("which fruit grows on vines", k=2)
+    assert hits[0][0].metadata["id"] == "kiwi" and hits[0][1] > hits[1][1]
+    assert {d.metadata["id"] for d in store.similarity_search("power", k=5, filter={"kind": "energy"})} == {"sun", "wind"}
+    store.delete(["kiwi"])
+    assert "kiwi" not in {d.metadata["id"] for d in store.similarity_search("fruit vines", k=5)}
+    assert store.as_retriever(search_kwargs={"k": 1}).invoke("honey")[0].metadata["id"] == "bees"
+    with pytest.raises(ValueError, match="ids"):
+        store.add_texts(["no id"])
