@@ -7,14 +7,23 @@
 
 Each node is a TextNode whose id is the document id, text the document text, metadata the
 stored metadata plus `title`; the NodeWithScore carries Tessera's score.
+
+`TesseraVectorStore` is LlamaIndex's vector-store interface over a Tessera index in this
+process (add nodes, delete by ref_doc_id, query by text with metadata filters and node ids).
+Tessera encodes with the index's own encoder: queries go in as text (`is_embedding_query` False).
 """
 
 from __future__ import annotations
 
-from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from typing import Any, Sequence
 
-__all__ = ["TesseraRetriever"]
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import (BasePydanticVectorStore, FilterOperator, VectorStoreQuery,
+                                                  VectorStoreQueryResult)
+from pydantic import PrivateAttr
+
+__all__ = ["TesseraRetriever", "TesseraVectorStore"]
 
 
 class TesseraRetriever(BaseRetriever):
@@ -59,3 +68,70 @@ class TesseraRetriever(BaseRetriever):
                                 metadata={**(doc.get("metadata") or {}), "title": doc.get("title", "")})
                 out.append(NodeWithScore(node=node, score=float(score)))
         return out
+
+
+class TesseraVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store over a Tessera index directory (see the module docstring)."""
+
+    stores_text: bool = True
+    is_embedding_query: bool = False
+    directory: str
+    _index: Any = PrivateAttr()
+
+    def __init__(self, directory: str, **kwargs):
+        super().__init__(directory=directory, **kwargs)
+        from retriever import open_index
+
+        self._index = open_index(directory)
+
+    @property
+    def client(self) -> Any:
+        return self._index
+
+    def add(self, nodes: Sequence[BaseNode], **kwargs) -> list[str]:
+        from retriever import Document
+
+        docs = [Document(id=n.node_id, text=n.get_content(), metadata={**n.metadata,
+                                                                       **({"ref_doc_id": n.ref_doc_id} if n.ref_doc_id else {})})
+                for n in nodes]
+        self._index.add(docs, upsert=kwargs.get("upsert", True))
+        return [n.node_id for n in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs) -> None:
+        from retriever.filters import filter_mask
+
+        mask = filter_mask(self._index, {"ref_doc_id": ref_doc_id})
+        ids = [self._index.document(int(p))["id"] for p in mask.nonzero()[0]]
+        if self._index.position_of(ref_doc_id) is not None:
+            ids.append(ref_doc_id)
+        if ids:
+            self._index.delete(sorted(set(ids)), missing_ok=True)
+
+    def query(self, query: VectorStoreQuery, **kwargs) -> VectorStoreQueryResult:
+        from retriever import searcher_for
+
+        if not query.query_str:
+            raise ValueError("Tessera searches by text: give query_str (it encodes queries itself)")
+        expr = None
+        if query.filters is not None and query.filters.filters:
+            conditions = []
+            for f in query.filters.filters:
+                if f.operator == FilterOperator.EQ:
+                    conditions.append({f.key: f.value})
+                elif f.operator in (FilterOperator.GT, FilterOperator.GTE, FilterOperator.LT, FilterOperator.LTE):
+                    conditions.append({f.key: {{">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}[f.operator.value]: f.value}})
+                elif f.operator == FilterOperator.IN:
+                    conditions.append({f.key: {"in": list(f.value)}})
+                else:
+                    raise ValueError(f"filter operator {f.operator} is not supported by Tessera (==, <, <=, >, >=, in)")
+            expr = {"$or" if str(query.filters.condition.value) == "or" else "$and": conditions}
+        results = searcher_for(self._index).search(query.query_str, k=query.similarity_top_k, filter=expr,
+                                                   ids=query.node_ids)
+        nodes, scores, ids = [], [], []
+        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
+            if position >= 0:
+                doc = self._index.document(position)
+                nodes.append(TextNode(id_=doc["id"], text=doc.get("text", ""), metadata=doc.get("metadata") or {}))
+                scores.append(float(score))
+                ids.append(doc["id"])
+        return VectorStoreQueryResult(nodes=nodes, similarities=scores, ids=ids)

@@ -144,3 +144,28 @@ def test_langchain_vector_store_adds_deletes_and_searches(tmp_path):
     assert store.as_retriever(search_kwargs={"k": 1}).invoke("honey")[0].metadata["id"] == "bees"
     with pytest.raises(ValueError, match="ids"):
         store.add_texts(["no id"])
+
+
+def test_llamaindex_vector_store_adds_deletes_and_queries(tmp_path):
+    pytest.importorskip("llama_index.core", reason="llama-index-core not installed (pip install 'tessera[llamaindex]')")
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.types import (FilterOperator, MetadataFilter, MetadataFilters,
+                                                      VectorStoreQuery)
+    from client.llamaindex import TesseraVectorStore
+    from retriever import Document
+
+    Index.build(tmp_path / "vs", [Document(id="sun", text="Photovoltaic panels turn sunlight into electricity.",
+                                           metadata={"kind": "energy", "year": 2020}),
+                                  Document(id="bees", text="Bees make honey from nectar.", metadata={"year": 2010})],
+                load_encoder(device="cpu"), show_progress=False)
+    store = TesseraVectorStore(str(tmp_path / "vs"))
+    node = TextNode(id_="kiwi-1", text="Kiwi fruit grows on vines.", metadata={"kind": "food", "year": 2024})
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id="kiwi-doc")
+    assert store.add([node]) == ["kiwi-1"]
+    result = store.query(VectorStoreQuery(query_str="which fruit grows on vines", similarity_top_k=2))
+    assert result.ids[0] == "kiwi-1" and result.similarities[0] > result.similarities[1]
+    newer = store.query(VectorStoreQuery(query_str="anything", similarity_top_k=5, filters=MetadataFilters(
+        filters=[MetadataFilter(key="year", value=2015, operator=FilterOperator.GT)])))
+    assert set(newer.ids) == {"sun", "kiwi-1"}
+    store.delete("kiwi-doc")
+    assert "kiwi-1" not in store.query(VectorStoreQuery(query_str="fruit", similarity_top_k=5)).ids
