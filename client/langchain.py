@@ -24,7 +24,15 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
+from .local import search_documents
+
 __all__ = ["TesseraRetriever", "TesseraVectorStore"]
+
+
+def _document(doc: dict, **extra) -> Document:
+    """A LangChain Document from a stored Tessera document (metadata + id, title, and extra fields)."""
+    return Document(page_content=doc.get("text", ""), id=doc["id"],
+                    metadata={**(doc.get("metadata") or {}), "id": doc["id"], "title": doc.get("title", ""), **extra})
 
 
 class TesseraRetriever(BaseRetriever):
@@ -61,16 +69,8 @@ class TesseraRetriever(BaseRetriever):
             return [Document(page_content=h.text or "", id=h.id,
                              metadata={**(h.metadata or {}), "id": h.id, "title": h.title or "", "score": h.score})
                     for h in hits]
-        results = self.searcher.search(query, k=self.k, filter=self.filter)
-        out = []
-        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
-            if position < 0:
-                continue
-            doc = self.index.document(position)
-            out.append(Document(page_content=doc.get("text", ""), id=doc["id"],
-                                metadata={**(doc.get("metadata") or {}), "id": doc["id"], "title": doc.get("title", ""),
-                                          "score": float(score)}))
-        return out
+        return [_document(doc, score=score)
+                for doc, score in search_documents(self.searcher, self.index, query, self.k, self.filter)]
 
 
 class TesseraVectorStore(VectorStore):
@@ -125,15 +125,7 @@ class TesseraVectorStore(VectorStore):
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                      **kwargs) -> list[tuple[Document, float]]:
-        results = self.searcher.search(query, k=k, filter=filter)
-        out = []
-        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
-            if position >= 0:
-                doc = self.index.document(position)
-                out.append((Document(page_content=doc.get("text", ""), id=doc["id"],
-                                     metadata={**(doc.get("metadata") or {}), "id": doc["id"],
-                                               "title": doc.get("title", "")}), float(score)))
-        return out
+        return [(_document(doc), score) for doc, score in search_documents(self.searcher, self.index, query, k, filter)]
 
     def similarity_search(self, query: str, k: int = 4, filter: dict | None = None, **kwargs) -> list[Document]:
         return [d for d, _ in self.similarity_search_with_score(query, k, filter=filter)]

@@ -23,7 +23,14 @@ from llama_index.core.vector_stores.types import (BasePydanticVectorStore, Filte
                                                   VectorStoreQueryResult)
 from pydantic import PrivateAttr
 
+from .local import search_documents
+
 __all__ = ["TesseraRetriever", "TesseraVectorStore"]
+
+
+def _node(doc: dict, **extra) -> TextNode:
+    """A TextNode from a stored Tessera document (its metadata plus extra fields)."""
+    return TextNode(id_=doc["id"], text=doc.get("text", ""), metadata={**(doc.get("metadata") or {}), **extra})
 
 
 class TesseraRetriever(BaseRetriever):
@@ -59,15 +66,8 @@ class TesseraRetriever(BaseRetriever):
             return [NodeWithScore(node=TextNode(id_=h.id, text=h.text or "",
                                                 metadata={**(h.metadata or {}), "title": h.title or ""}), score=h.score)
                     for h in hits]
-        results = self.searcher.search(query, k=self.k, filter=self.filter)
-        out = []
-        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
-            if position >= 0:
-                doc = self.index.document(position)
-                node = TextNode(id_=doc["id"], text=doc.get("text", ""),
-                                metadata={**(doc.get("metadata") or {}), "title": doc.get("title", "")})
-                out.append(NodeWithScore(node=node, score=float(score)))
-        return out
+        return [NodeWithScore(node=_node(doc, title=doc.get("title", "")), score=score)
+                for doc, score in search_documents(self.searcher, self.index, query, self.k, self.filter)]
 
 
 class TesseraVectorStore(BasePydanticVectorStore):
@@ -125,13 +125,7 @@ class TesseraVectorStore(BasePydanticVectorStore):
                 else:
                     raise ValueError(f"filter operator {f.operator} is not supported by Tessera (==, <, <=, >, >=, in)")
             expr = {"$or" if str(query.filters.condition.value) == "or" else "$and": conditions}
-        results = searcher_for(self._index).search(query.query_str, k=query.similarity_top_k, filter=expr,
-                                                   ids=query.node_ids)
-        nodes, scores, ids = [], [], []
-        for position, score in zip(results.indices[0].tolist(), results.scores[0].tolist()):
-            if position >= 0:
-                doc = self._index.document(position)
-                nodes.append(TextNode(id_=doc["id"], text=doc.get("text", ""), metadata=doc.get("metadata") or {}))
-                scores.append(float(score))
-                ids.append(doc["id"])
-        return VectorStoreQueryResult(nodes=nodes, similarities=scores, ids=ids)
+        hits = search_documents(searcher_for(self._index), self._index, query.query_str, query.similarity_top_k,
+                                expr, query.node_ids)
+        return VectorStoreQueryResult(nodes=[_node(doc) for doc, _ in hits], similarities=[s for _, s in hits],
+                                      ids=[doc["id"] for doc, _ in hits])

@@ -81,6 +81,38 @@ def combined_mask(index, allowed: np.ndarray | None, filter: dict | None, ids) -
     return np.logical_and.reduce(masks) if len(masks) > 1 else masks[0]
 
 
+def lexical_rankings(store, texts: Sequence[str], depth: int,
+                     allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """BM25 over the store's lexical lists: (scores (n, depth) float32 padded with -inf,
+    positions (n, depth) int64 padded with -1), only `allowed` positions when a mask is given."""
+    scores = np.full((len(texts), depth), -np.inf, dtype=np.float32)
+    positions = np.full((len(texts), depth), -1, dtype=np.int64)
+    for i, text in enumerate(texts):
+        s, p = store.bm25(text, depth if allowed is None else store.n_positions)
+        if allowed is not None:
+            keep = allowed[p]
+            s, p = s[keep][:depth], p[keep][:depth]
+        scores[i, :len(s)], positions[i, :len(p)] = s, p
+    return scores, positions
+
+
+def fuse_rankings(dense: tuple[np.ndarray, np.ndarray] | None, lexical: tuple[np.ndarray, np.ndarray], k: int,
+                  fusion: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, fuse the dense and the lexical (scores, positions) rows (-1 padding ignored);
+    returns the top-k (scores (n, k), positions (n, k)) padded as above."""
+    n = len(lexical[0])
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    positions = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        dense_hits = [] if dense is None else [(p, s) for p, s in zip(dense[1][i].tolist(), dense[0][i].tolist())
+                                               if p >= 0]
+        lex_hits = [(p, s) for p, s in zip(lexical[1][i].tolist(), lexical[0][i].tolist()) if p >= 0]
+        fused = fuse(dense_hits, lex_hits, fusion, alpha)[:k]
+        scores[i, :len(fused)] = [s for _, s in fused]
+        positions[i, :len(fused)] = [p for p, _ in fused]
+    return scores, positions
+
+
 def fusion_setting(engine: str, hybrid: bool | None, fusion: str | None,
                    alpha: float | None) -> tuple[str | None, float]:
     """(fusion, alpha) a searcher runs with; fusion None: hybrid whenever query texts are known."""
@@ -234,22 +266,10 @@ class Searcher:
     def _hybrid(self, embeddings: np.ndarray, texts: list[str], k: int, term_ids,
                 allowed, fusion: str) -> tuple[np.ndarray, np.ndarray]:
         """Dense and BM25 rankings HYBRID_DEPTH deep, fused per query."""
-        store = self.index.store
         depth = max(k, HYBRID_DEPTH)
         dense = None if fusion == "lexical" else self._dense(embeddings, depth, term_ids, allowed)
-        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
-        indices = np.full((len(texts), k), -1, dtype=np.int64)
-        for i, text in enumerate(texts):
-            lex_scores, lex_positions = store.bm25(text, depth if allowed is None else store.n_positions)
-            if allowed is not None:
-                keep = allowed[lex_positions]
-                lex_scores, lex_positions = lex_scores[keep][:depth], lex_positions[keep][:depth]
-            dense_hits = [] if dense is None else [(p, s) for p, s in zip(dense[1][i].tolist(), dense[0][i].tolist())
-                                                   if p >= 0]
-            fused = fuse(dense_hits, list(zip(lex_positions.tolist(), lex_scores.tolist())), fusion, self.alpha)[:k]
-            scores[i, :len(fused)] = [s for _, s in fused]
-            indices[i, :len(fused)] = [p for p, _ in fused]
-        return scores, indices
+        lexical = lexical_rankings(self.index.store, texts, depth, allowed)
+        return fuse_rankings(dense, lexical, k, fusion, self.alpha)
 
     def candidates(self, query: torch.Tensor, k: int = 0, term_ids: np.ndarray | None = None) -> np.ndarray:
         """First-stage candidate positions of one (q_len, dim) projected query (term_ids: (q_len,)

@@ -29,9 +29,9 @@ from indexes.writes import LOCK_TIMEOUT
 
 from .corpus import Document
 from .encoder import Encoder
-from .hybrid import fuse
 from .index import Index, encoder_from_spec
-from .searcher import HYBRID_DEPTH, HYBRID_FUSION, MAX_K, SearchResults, Searcher, combined_mask, fusion_setting
+from .searcher import (HYBRID_DEPTH, HYBRID_FUSION, MAX_K, SearchResults, Searcher, combined_mask, fuse_rankings,
+                       fusion_setting, lexical_rankings)
 
 __all__ = ["ShardedIndex", "ShardedSearcher"]
 
@@ -233,17 +233,8 @@ class ShardedSearcher:
 
     def _hybrid(self, dense, texts: list[str], k: int, depth: int, masks, fusion: str):
         lexical = self._call("bm25", texts, depth, masks)
-        lex_scores, lex_positions = self._merge([p[0] for p in lexical], [p[1] for p in lexical], depth)
-        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
-        positions = np.full((len(texts), k), -1, dtype=np.int64)
-        for i in range(len(texts)):
-            dense_hits = [] if dense is None else [(p, s) for p, s in zip(dense[1][i].tolist(), dense[0][i].tolist())
-                                                   if p >= 0]
-            lex_hits = [(p, s) for p, s in zip(lex_positions[i].tolist(), lex_scores[i].tolist()) if p >= 0]
-            fused = fuse(dense_hits, lex_hits, fusion, self.alpha)[:k]
-            scores[i, :len(fused)] = [s for _, s in fused]
-            positions[i, :len(fused)] = [p for p, _ in fused]
-        return scores, positions
+        merged = self._merge([p[0] for p in lexical], [p[1] for p in lexical], depth)
+        return fuse_rankings(dense, merged, k, fusion, self.alpha)
 
     def _call_ids(self, positions: np.ndarray) -> list[list[str]]:
         per_shard = self._call("ids", [np.where((positions >= a) & (positions < b), positions - a, -1)
@@ -272,17 +263,7 @@ class _Shard:
         return r.scores, r.indices
 
     def bm25(self, texts, depth, masks):
-        mask = masks[self.rank]
-        store = self.index.store
-        scores = np.full((len(texts), depth), -np.inf, dtype=np.float32)
-        positions = np.full((len(texts), depth), -1, dtype=np.int64)
-        for i, text in enumerate(texts):
-            s, p = store.bm25(text, depth if mask is None else store.n_positions)
-            if mask is not None:
-                keep = mask[p]
-                s, p = s[keep][:depth], p[keep][:depth]
-            scores[i, :len(s)], positions[i, :len(p)] = s, p
-        return scores, positions
+        return lexical_rankings(self.index.store, texts, depth, masks[self.rank])
 
     def ids(self, local_positions):
         rows = local_positions[self.rank]

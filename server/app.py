@@ -173,7 +173,7 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
                              metadata=doc.get("metadata") or {})
 
     def info(handle: IndexHandle) -> m.IndexInfo:
-        stats = handle.snapshot.index.stats()
+        stats = handle.snapshot.stats
         return m.IndexInfo(name=handle.name, documents=stats["documents"], recipe=stats["recipe"],
                            stored_vectors=stats["stored_vectors"], bytes=stats["bytes"], encoder=stats["encoder"],
                            generation=stats["generation"], shards=stats["shards"])

@@ -53,7 +53,7 @@ class ServerMetrics:
 
     def render(self, handles: dict) -> bytes:
         for name, handle in handles.items():
-            stats = handle.snapshot.index.stats()
+            stats = handle.snapshot.stats
             self.documents.labels(name).set(stats["documents"])
             self.bytes.labels(name).set(stats["bytes"])
         return generate_latest(self.registry)

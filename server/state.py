@@ -13,6 +13,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,11 @@ class Snapshot:
             self.searchers[key] = searcher_for(self.index, encoder=encoder, engine=engine, quality=quality,
                                                hybrid=None if hybrid else False)
         return self.searchers[key]
+
+    @cached_property
+    def stats(self) -> dict:
+        """The index's stats (sizes walk the directory), once per snapshot."""
+        return self.index.stats()
 
     def allowed(self, conditions: dict) -> np.ndarray:
         """(n_positions,) bool mask of a metadata filter (retriever.filters), cached per snapshot
@@ -85,7 +91,7 @@ class IndexHandle:
         return result
 
     def _maybe_compact(self) -> None:
-        stats = self.snapshot.index.stats()
+        stats = self.snapshot.stats
         if stats["segments"] <= self.max_segments * stats["shards"] or not self._compacting.acquire(blocking=False):
             return
         threading.Thread(target=self._compact, name=f"tessera-compact-{self.name}", daemon=True).start()
