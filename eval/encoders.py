@@ -3,7 +3,7 @@ token-vector cosine to the torch float32 reference, nDCG@10 of exhaustive MaxSim
 uncompressed vectors, and peak resident memory, each runtime in its own process.
 
     python -m eval.encoders --data ../shared/data --cache /tmp/cache --out docs/encoders \\
-        [--runtimes torch onnx onnx-int8] [--collections scifact vaswani cranfield]
+        [--runtimes torch torch-bf16 onnx onnx-int8] [--collections scifact vaswani cranfield]
 
 The torch rows read the encoding cache (`--cache DIR/<collection>`, made by the torch runtime);
 the other runtimes encode every collection afresh. Throughput is measured on the first
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.encoders", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder holding the collections (BEIR layout)")
     p.add_argument("--cache", required=True, help="folder of the torch encoding caches, one per collection")
-    p.add_argument("--runtimes", nargs="+", default=["torch", "onnx", "onnx-int8"])
+    p.add_argument("--runtimes", nargs="+", default=["torch", "torch-bf16", "onnx", "onnx-int8"])
     p.add_argument("--collections", nargs="+", default=["scifact", "vaswani", "cranfield"])
     p.add_argument("--speed-docs", type=int, default=600)
     p.add_argument("--model-cache", default=None, help="where converted models are kept")

@@ -23,6 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+try:
+    from . import agglomerate as _agglomerate
+except ImportError:                      # no numba: the per-document scipy path below serves
+    _agglomerate = None
+
 __all__ = ["PruneRules", "Reduced", "prune_mask", "pool_tokens", "reduce_tokens", "idf_from_token_ids",
            "threshold_labels"]
 
@@ -187,13 +192,19 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
 
     vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
     Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
-    workers: threads clustering documents in parallel (scipy's linkage releases the GIL);
-    default one per CPU core.
+    Ward ("hierarchical") and complete linkage ("threshold") run compiled over all documents at
+    once when numba is installed (`indexes.agglomerate`, equal partitions); otherwise, and for
+    "kmeans", documents are clustered one by one with scipy / torch in `workers` threads
+    (default one per CPU core).
     """
     if pool_factor < 1:
         raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
+    if method not in ("hierarchical", "kmeans", "threshold"):
+        raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans', 'threshold'")
     vectors = np.asarray(vectors, dtype=np.float32)
     lengths = np.asarray(lengths, dtype=np.int64)
+    if _agglomerate is not None and method != "kmeans" and len(lengths):
+        return _pool_compiled(vectors, lengths, token_ids, pool_factor, method, min_cosine)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     workers = max(1, workers or os.cpu_count() or 1)
     bounds = np.linspace(0, len(lengths), min(workers * 4, max(len(lengths), 1)) + 1).astype(np.int64)
@@ -214,6 +225,24 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
     )
     pooled.removed["pooling"] = int(len(vectors) - len(pooled.vectors))
     return pooled
+
+
+def _pool_compiled(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
+                   method: str, min_cosine: float) -> Reduced:
+    if method == "threshold":
+        if min_cosine >= 1.0:
+            labels = np.arange(len(vectors)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        else:
+            labels = _agglomerate.cluster_documents(vectors, lengths, "complete", max_distance=1.0 - min_cosine)
+    else:
+        # Documents of at most 2 vectors (or pool factor 1) keep theirs, as the per-document path does.
+        k = np.where((lengths <= 2) | (pool_factor == 1), lengths, -(-lengths // pool_factor))
+        labels = _agglomerate.cluster_documents(vectors, lengths, "ward", n_clusters=k)
+    pooled, pooled_lengths, members, counts = _agglomerate.pool_by_labels(vectors, lengths, labels)
+    return Reduced(vectors=pooled, lengths=pooled_lengths,
+                   member_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   member_token_ids=np.asarray(token_ids)[members].astype(np.int32),
+                   removed={"pooling": int(len(vectors) - len(pooled))})
 
 
 def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: str,

@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from indexes.maxsim import pick_device
 
-from .runtime import default_runtime
+from .runtime import default_query_runtime, default_runtime
 from .encoder import Encoder, EncoderConfig
 
 __all__ = ["load_encoder", "bundled_model_path", "DEFAULT_MODEL"]
@@ -51,11 +51,16 @@ def bundled_model_path() -> Path:
 
 
 def load_encoder(name_or_path: str | Path | None = None, *, device: str | torch.device | None = None,
-                 runtime: str | None = None, cache_dir: str | Path | None = None, **overrides) -> Encoder:
+                 runtime: str | None = None, query_runtime: str | None = None, cache_dir: str | Path | None = None,
+                 **overrides) -> Encoder:
     """Load an encoder by bundled name or from a local checkpoint directory.
 
-    runtime: where the transformer runs (retriever.runtime.RUNTIMES; default: ONNX Runtime
-    float32 on the CPU when installed, the measured fastest that keeps quality; torch on CUDA); cache_dir: where converted models are kept.
+    runtime: where the transformer encodes documents (retriever.runtime.RUNTIMES; default:
+    `default_runtime`, the measured fastest that keeps quality: torch-bf16 on a CPU with native
+    bfloat16, else ONNX Runtime float32; torch on CUDA).
+    query_runtime: where it encodes queries (default: `runtime` when that was given, else
+    `default_query_runtime`, ONNX Runtime float32 on the CPU: the lowest one-query latency).
+    cache_dir: where converted (ONNX) models are kept.
     overrides: EncoderConfig fields (e.g. query_maxlen=64, query_augment=True) that win over
     what the checkpoint says.
     """
@@ -89,7 +94,8 @@ def load_encoder(name_or_path: str | Path | None = None, *, device: str | torch.
         config = EncoderConfig(**{**config.__dict__, **overrides})
     return Encoder(model=model, tokenizer=tokenizer, config=config, projections=projections,
                    name=name if name == DEFAULT_MODEL else path.name, device=device,
-                   runtime=runtime or default_runtime(device), cache_dir=cache_dir)
+                   runtime=runtime or default_runtime(device),
+                   query_runtime=query_runtime or runtime or default_query_runtime(device), cache_dir=cache_dir)
 
 
 def _read_json(path: Path) -> dict:

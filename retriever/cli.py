@@ -23,6 +23,9 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="build into a folder that holds other files too (they are kept, never deleted)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--runtime", default=None, choices=["torch", "torch-bf16", "onnx", "onnx-int8"],
+                   help="where the encoder runs (default: the fastest that keeps quality here: torch-bf16 on a CPU "
+                        "with native bfloat16, else onnx; torch on CUDA)")
     p.add_argument("--shards", type=int, default=None,
                    help="build a sharded index of N shards sharing one codec (searched scatter-gather)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -75,7 +78,7 @@ def run_index(args: argparse.Namespace) -> int:
     documents = read_corpus(args.corpus, on_error="skip" if args.skip_invalid else "raise")
     if args.limit is not None:
         documents = documents[: args.limit]
-    encoder = load_encoder(args.model, device=args.device)
+    encoder = load_encoder(args.model, device=args.device, runtime=args.runtime)
     if args.shards:
         from .sharded import build_sharded
         manifest = build_sharded(args.index, documents, encoder, n_shards=args.shards,
@@ -101,7 +104,8 @@ def describe_build(index) -> str:
         f"{m['codec']['n_centroids']:,} centroids)",
         f"vectors: {build['n_input_vectors']:,} from the encoder -> {build['n_stored_vectors']:,} stored "
         f"(removed: {removed})",
-        f"encoding: {enc['seconds']:.1f} s, {enc['tokens_per_second']:,.0f} tokens/s ({enc['input_tokens']:,} tokens); "
+        f"encoding ({enc.get('runtime', '?')}): {enc['seconds']:.1f} s, {enc['tokens_per_second']:,.0f} tokens/s "
+        f"({enc['input_tokens']:,} tokens); "
         f"everything else: {build.get('seconds', float('nan')):.1f} s (reduce {build['reduce_seconds']:.1f}, "
         f"codec {build['codec_fit_seconds']:.1f}, compress {build['compress_seconds']:.1f}, "
         f"write {build.get('write_seconds', float('nan')):.1f})",

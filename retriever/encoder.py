@@ -7,6 +7,7 @@ queries and documents are framed (markers, lengths, [MASK] augmentation, skiplis
 
 from __future__ import annotations
 
+import itertools
 import math
 import string
 import time
@@ -103,7 +104,8 @@ class Encoder:
     projections: list[torch.nn.Module] = field(default_factory=list)
     name: str = "encoder"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    runtime: str = "torch"                # retriever.runtime.RUNTIMES: torch, onnx, onnx-int8
+    runtime: str = "torch"                # documents: retriever.runtime.RUNTIMES (torch, torch-bf16, onnx, onnx-int8)
+    query_runtime: str | None = None      # queries: one of the same (None: as documents)
     cache_dir: str | None = None          # converted models (onnx runtimes); default ~/.cache/tessera
 
     def __post_init__(self) -> None:
@@ -116,8 +118,15 @@ class Encoder:
         self._query_marker_id = self._marker_id(self.config.query_marker)
         self._doc_marker_id = self._marker_id(self.config.doc_marker)
         self._skip_ids = self._skiplist_ids(self.config.skiplist)
+        asked = self.runtime
         self._runtime = make_runtime(self.runtime, self.model, self.projections, self.device, self.cache_dir)
         self.runtime = self._runtime.name         # what actually runs (torch after a fallback)
+        if self.query_runtime in (None, asked, self.runtime):
+            self._query_runtime = self._runtime
+        else:
+            self._query_runtime = make_runtime(self.query_runtime, self.model, self.projections, self.device,
+                                               self.cache_dir)
+        self.query_runtime = self._query_runtime.name
 
     @property
     def dim(self) -> int:
@@ -159,19 +168,20 @@ class Encoder:
     # ---- forward -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor,
+                 queries: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) int64 ids and mask -> (B, L, dim) float32 unit vectors, (B, L) norms before scaling."""
-        hidden = self._runtime.forward(input_ids, attention).float()
+        hidden = (self._query_runtime if queries else self._runtime).forward(input_ids, attention).float()
         norms = hidden.norm(dim=-1)
         return hidden / norms.clamp_min(1e-12).unsqueeze(-1), norms
 
     def _pad(self, batch: list[list[int]], length: int, fill: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.full((len(batch), length), fill, dtype=torch.long)
-        attention = torch.zeros((len(batch), length), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            attention[row, : len(seq)] = 1
-        return ids, attention
+        """(B, length) int64 ids (right-padded with `fill`) and attention mask of token id lists."""
+        sizes = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        attention = np.arange(length)[None, :] < sizes[:, None]
+        ids = np.full((len(batch), length), fill, dtype=np.int64)
+        ids[attention] = np.fromiter(itertools.chain.from_iterable(batch), dtype=np.int64, count=int(sizes.sum()))
+        return torch.from_numpy(ids), torch.from_numpy(attention.astype(np.int64))
 
     @property
     def query_token_limit(self) -> int:
@@ -251,7 +261,7 @@ class Encoder:
         parts = []
         for start in range(0, len(queries), batch_size):
             ids, attention, keep = self.tokenize_queries(queries[start : start + batch_size])
-            vectors = self._forward(ids, attention)[0] * keep.unsqueeze(-1).to(self.device)
+            vectors = self._forward(ids, attention, queries=True)[0] * keep.unsqueeze(-1).to(self.device)
             parts.append(vectors.cpu().numpy())
         width = max([self.config.query_maxlen, *(p.shape[1] for p in parts)])
         out = np.zeros((len(queries), width, self.dim), dtype=np.float32)
@@ -288,32 +298,38 @@ class Encoder:
         started = time.perf_counter()
         framed = self._frame(documents, self.config.doc_maxlen, self._doc_marker_id)
         order = np.argsort([-len(ids) for ids in framed], kind="stable")
-        kept_vectors: list[np.ndarray | None] = [None] * len(framed)
-        kept_ids: list[np.ndarray | None] = [None] * len(framed)
-        kept_norms: list[np.ndarray | None] = [None] * len(framed)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []    # per batch, sorted order
         bar = tqdm(total=len(framed), desc=f"encoding ({self.name})", unit="doc",
                    disable=not show_progress)
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = [framed[i] for i in rows]
+            batch = [framed[i] for i in order[start : start + batch_size]]
             ids, attention = self._pad(batch, len(batch[0]), self.tokenizer.pad_token_id)
             vectors, norms = self._forward(ids, attention)
-            vectors = vectors.to(torch.float16).cpu().numpy()                   # (B, L, dim)
-            norms = norms.to(torch.float16).cpu().numpy()                       # (B, L)
             ids_np = ids.numpy()
-            keep = attention.numpy().astype(bool) & ~np.isin(ids_np, self._skip_ids)
-            for j, doc in enumerate(rows):
-                kept_vectors[doc] = vectors[j][keep[j]]
-                kept_ids[doc] = ids_np[j][keep[j]].astype(np.int32)
-                kept_norms[doc] = norms[j][keep[j]]
-            bar.update(len(rows))
+            keep = attention.numpy().astype(bool) & ~np.isin(ids_np, self._skip_ids)     # (B, L)
+            # Kept rows of the whole batch at once, document after document.
+            parts.append((vectors.to(torch.float16).cpu().numpy()[keep], ids_np[keep].astype(np.int32),
+                          norms.to(torch.float16).cpu().numpy()[keep], keep.sum(1)))
+            bar.update(len(batch))
         bar.close()
         n_input = sum(map(len, framed))
+        if not framed:
+            return DocumentEmbeddings(np.zeros((0, self.dim), np.float16), np.zeros(0, np.int32),
+                                      np.zeros(0, np.int64), np.zeros(0, np.float16),
+                                      time.perf_counter() - started, 0)
+        sorted_lengths = np.concatenate([p[3] for p in parts]).astype(np.int64)
+        lengths = np.empty(len(framed), dtype=np.int64)
+        lengths[order] = sorted_lengths
+        # Back to input order: document i's rows start at sorted_starts[rank of i].
+        sorted_starts = np.concatenate([[0], np.cumsum(sorted_lengths)[:-1]])
+        starts = np.empty(len(framed), dtype=np.int64)
+        starts[order] = sorted_starts
+        rows = np.repeat(starts, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return DocumentEmbeddings(
-            vectors=np.concatenate(kept_vectors) if framed else np.zeros((0, self.dim), np.float16),
-            token_ids=np.concatenate(kept_ids) if framed else np.zeros(0, np.int32),
-            lengths=np.array([len(v) for v in kept_vectors], dtype=np.int64),
-            norms=np.concatenate(kept_norms) if framed else np.zeros(0, np.float16),
+            vectors=np.concatenate([p[0] for p in parts])[rows],
+            token_ids=np.concatenate([p[1] for p in parts])[rows],
+            lengths=lengths,
+            norms=np.concatenate([p[2] for p in parts])[rows],
             seconds=time.perf_counter() - started,
             n_input_tokens=n_input,
         )

@@ -128,7 +128,8 @@ class Index:
         """Write an index from embeddings the encoder already produced for `documents`."""
         stopwords = stopword_token_ids(encoder.tokenizer, encoder.config.skiplist)
         info = {"encoder": encoder_spec(encoder),
-                "encoding": {"seconds": round(embeddings.seconds, 3), "input_tokens": embeddings.n_input_tokens,
+                "encoding": {"runtime": encoder.runtime, "seconds": round(embeddings.seconds, 3),
+                             "input_tokens": embeddings.n_input_tokens,
                              "tokens_per_second": round(embeddings.tokens_per_second, 1)}}
         manifest = build_index(directory, _batch(embeddings), [d.to_dict() for d in documents], recipe=recipe,
                                info=info, vocab_size=len(encoder.tokenizer), stopword_ids=stopwords, seed=seed,

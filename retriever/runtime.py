@@ -1,5 +1,6 @@
-"""Where an encoder's transformer runs: torch (the reference, and the GPU path) or ONNX Runtime
-on the CPU, in float32 or with int8 dynamic quantisation of the linear layers.
+"""Where an encoder's transformer runs: torch (the reference, and the GPU path), torch with
+bfloat16 autocast (CPUs with native bfloat16 arithmetic), or ONNX Runtime on the CPU, in float32
+or with int8 dynamic quantisation of the linear layers.
 
     runtime = make_runtime("onnx-int8", model, projections, cache_dir=None)
     hidden = runtime.forward(input_ids, attention)      # (B, L) int64 each -> (B, L, dim) float32 tensor
@@ -21,24 +22,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RUNTIMES", "DEFAULT_RUNTIME", "default_runtime", "TorchRuntime", "OnnxRuntime", "make_runtime", "default_cache_dir", "RuntimeFallbackWarning"]
+__all__ = ["RUNTIMES", "default_runtime", "default_query_runtime", "native_bf16", "TorchRuntime", "OnnxRuntime", "make_runtime",
+           "default_cache_dir", "RuntimeFallbackWarning"]
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
-# Chosen by measurement (docs/benchmarks.md "Encoding throughput", `python -m eval.encoders`): on
-# the CPU ONNX Runtime float32 encodes 1.5-1.7x faster than torch with the same nDCG@10 on every
-# shared collection; on CUDA torch runs (float16 autocast).
-DEFAULT_RUNTIME = "onnx"
+RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
 
-def default_runtime(device: torch.device) -> str:
-    """DEFAULT_RUNTIME on the CPU when onnxruntime is installed, else torch (no warning: nothing was asked)."""
-    if device.type != "cpu":
-        return "torch"
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16, Arm BF16).
+    Elsewhere oneDNN emulates bfloat16, slower than float32, so it is never a default there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:                       # not Linux: no cheap way to ask; assume emulated
+        return False
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
+
+
+def _has_onnxruntime() -> bool:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def default_runtime(device: torch.device) -> str:
+    """Where documents are encoded by default: the highest throughput that keeps nDCG@10 within
+    0.5% of torch float32 on every shared collection (docs/benchmarks.md "Encoding throughput",
+    `python -m eval.encoders`): on a CPU with native bfloat16, torch-bf16 (2.55x torch float32);
+    else ONNX Runtime float32 when installed (1.58x); else torch. On CUDA torch (float16
+    autocast). No warning: nothing was asked."""
+    if device.type != "cpu":
         return "torch"
-    return DEFAULT_RUNTIME
+    if native_bf16():
+        return "torch-bf16"
+    return "onnx" if _has_onnxruntime() else "torch"
+
+
+def default_query_runtime(device: torch.device) -> str:
+    """Where queries are encoded by default: the lowest one-query latency at float32 precision,
+    ONNX Runtime on the CPU (3.6 ms p50 for a short query vs 5.3 ms bfloat16 and 7.9 ms torch),
+    so a query's vectors are the same whichever batch it came in; torch on CUDA or without
+    onnxruntime."""
+    return "onnx" if device.type == "cpu" and _has_onnxruntime() else "torch"
 _EXPORT_VERSION = 2            # part of the cache key: raise when the export or quantisation changes
 
 
@@ -61,15 +87,22 @@ class _Stack(torch.nn.Module):
 
 
 class TorchRuntime:
-    name = "torch"
+    """torch in float32 on the CPU, float16 autocast on CUDA (vectors are stored in float16
+    anyway); with bf16=True bfloat16 autocast on either (matrix products in bfloat16, softmax,
+    layer norms and the output in float32)."""
 
-    def __init__(self, model: torch.nn.Module, projections: list[torch.nn.Module], device: torch.device):
+    def __init__(self, model: torch.nn.Module, projections: list[torch.nn.Module], device: torch.device,
+                 bf16: bool = False):
         self.stack, self.device = _Stack(model, projections).eval(), device
+        self.name = "torch-bf16" if bf16 else "torch"
+        if bf16:
+            self.autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": True}
+        else:
+            self.autocast = {"device_type": "cuda", "dtype": torch.float16, "enabled": device.type == "cuda"}
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        # On CUDA the transformer runs under float16 autocast (vectors are stored in float16 anyway).
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+        with torch.autocast(**self.autocast):
             return self.stack(input_ids.to(self.device), attention.to(self.device)).float()
 
 
@@ -150,6 +183,13 @@ def make_runtime(name: str, model: torch.nn.Module, projections: list[torch.nn.M
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {name!r}")
     if name == "torch":
         return TorchRuntime(model, projections, device)
+    if name == "torch-bf16":
+        if device.type == "cpu" and not native_bf16():
+            warnings.warn("this CPU has no native bfloat16 (AVX512-BF16, AMX or Arm BF16): emulated bfloat16 is "
+                          "slower than float32; encoding with torch float32 instead", RuntimeFallbackWarning,
+                          stacklevel=3)
+            return TorchRuntime(model, projections, device)
+        return TorchRuntime(model, projections, device, bf16=True)
     if device.type != "cpu":
         warnings.warn(f"the {name} runtime serves the CPU; on {device} the torch runtime runs (with autocast)",
                       RuntimeFallbackWarning, stacklevel=3)

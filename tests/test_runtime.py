@@ -1,5 +1,6 @@
-"""Encoder runtimes: ONNX Runtime (float32, int8) against the torch reference on tiny checkpoints
-of each layout; the converted-model cache; the fallback when the runtime is missing."""
+"""Encoder runtimes: torch bfloat16 and ONNX Runtime (float32, int8) against the torch float32
+reference on tiny checkpoints of each layout; the converted-model cache; the fallbacks when a
+runtime cannot run here; the default's choice."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import shutil
 import numpy as np
 import pytest
 
-from retriever import load_encoder
+import torch
+
+from retriever import load_encoder, runtime as runtimes
 from retriever.runtime import RuntimeFallbackWarning
 
-pytest.importorskip("onnxruntime", reason="onnxruntime not installed (bash scripts/install.sh installs it)")
+
+@pytest.fixture
+def onnxruntime():
+    return pytest.importorskip("onnxruntime", reason="onnxruntime not installed (bash scripts/install.sh installs it)")
 
 DOCS = ["the quick brown fox jumps over the lazy dog", "late interaction keeps one vector per token",
         "a b c", "solar panels turn light into electricity, and wind turbines turn air into it"]
@@ -26,8 +32,12 @@ def _plain_hf(tmp_path, pylate_checkpoint):
 
 
 @pytest.mark.parametrize("layout", ["colbert_ai_checkpoint", "pylate_checkpoint", "plain"])
-@pytest.mark.parametrize("runtime, tolerance", [("onnx", 1e-3), ("onnx-int8", 0.15)])  # vectors stored in float16
-def test_onnx_vectors_match_torch(layout, runtime, tolerance, request, tmp_path, pylate_checkpoint):
+@pytest.mark.parametrize("runtime, tolerance", [("onnx", 1e-3), ("onnx-int8", 0.15), ("torch-bf16", 0.02)])
+def test_runtime_vectors_match_torch(layout, runtime, tolerance, request, tmp_path, pylate_checkpoint, monkeypatch):
+    if runtime.startswith("onnx"):
+        request.getfixturevalue("onnxruntime")
+    else:       # bfloat16 runs (emulated, slowly) on any CPU: check its vectors even without native support
+        monkeypatch.setattr(runtimes, "native_bf16", lambda: True)
     path = _plain_hf(tmp_path, pylate_checkpoint) if layout == "plain" else request.getfixturevalue(layout)[0]
     reference = load_encoder(path, device="cpu", runtime="torch")
     fast = load_encoder(path, device="cpu", runtime=runtime, cache_dir=tmp_path / "cache")
@@ -44,9 +54,7 @@ def test_onnx_vectors_match_torch(layout, runtime, tolerance, request, tmp_path,
     assert ((q_ref * q_fast).sum(-1)[real] > 1 - tolerance).all()
 
 
-def test_converted_model_is_cached_and_redone_when_the_checkpoint_changes(tmp_path, pylate_checkpoint):
-    import torch
-
+def test_converted_model_is_cached_and_redone_when_the_checkpoint_changes(tmp_path, pylate_checkpoint, onnxruntime):
     cache = tmp_path / "cache"
     first = load_encoder(pylate_checkpoint[0], device="cpu", runtime="onnx", cache_dir=cache)
     assert first._runtime.converted
@@ -78,3 +86,43 @@ def test_a_missing_runtime_falls_back_to_torch_with_a_message(monkeypatch, pylat
     assert encoder.runtime == "torch"
     with pytest.raises(ValueError, match="runtime must be one of"):
         load_encoder(pylate_checkpoint[0], device="cpu", runtime="tensorrt")
+
+
+def test_bf16_without_native_support_falls_back_to_float32_with_a_message(monkeypatch, pylate_checkpoint):
+    monkeypatch.setattr(runtimes, "native_bf16", lambda: False)
+    with pytest.warns(RuntimeFallbackWarning, match="no native bfloat16"):
+        encoder = load_encoder(pylate_checkpoint[0], device="cpu", runtime="torch-bf16")
+    assert encoder.runtime == "torch"
+
+
+@pytest.mark.parametrize("native, has_onnx, expected", [(True, True, "torch-bf16"), (True, False, "torch-bf16"),
+                                                         (False, True, "onnx"), (False, False, "torch")])
+def test_the_default_is_bf16_where_native_then_onnx_then_torch(monkeypatch, native, has_onnx, expected):
+    monkeypatch.setattr(runtimes, "native_bf16", lambda: native)
+    real_import = builtins.__import__
+
+    def maybe_no_onnxruntime(name, *args, **kwargs):
+        if not has_onnx and name.split(".")[0] == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", maybe_no_onnxruntime)
+    assert runtimes.default_runtime(torch.device("cpu")) == expected
+    assert runtimes.default_runtime(torch.device("cuda")) == "torch"
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    flags = tmp_path / "cpuinfo"
+    real_path = runtimes.Path
+    monkeypatch.setattr(runtimes, "Path", lambda p: flags if p == "/proc/cpuinfo" else real_path(p))
+    flags.write_text("flags : fpu sse avx512f avx512bw\n")
+    assert not runtimes.native_bf16()
+    flags.write_text("flags : fpu sse avx512f avx512_bf16\n")
+    assert runtimes.native_bf16()
+
+
+def test_the_cli_offers_every_runtime():
+    from retriever.cli import _index_parser
+
+    action = next(a for a in _index_parser()._actions if a.dest == "runtime")
+    assert tuple(action.choices) == runtimes.RUNTIMES

@@ -11,6 +11,7 @@ from indexes.build import TokenBatch, build_index
 from indexes.sharded import read_shards
 from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
 from retriever.sharded import ShardedIndex, ShardedSearcher, build_sharded, shard_ranges
+from retriever.cache import concat_embeddings
 from retriever.stopwords import stopword_token_ids
 from conftest import SAMPLE
 
@@ -33,9 +34,14 @@ def documents():
 
 
 def _single_with_same_codec(path, sharded_dir, documents, encoder):
-    """One index of all documents, coded with the sharded build's codec and idf."""
-    first = Index.open(sharded_dir / read_shards(sharded_dir)["shards"][0])
-    e = encoder.encode_documents([d.full_text for d in documents], show_progress=False)
+    """One index of all documents, coded with the sharded build's codec and idf, from the same
+    vectors: encoded shard by shard as the sharded build does (a document's vectors differ in the
+    last digits with the shape of the batch it was encoded in, which is not what is compared)."""
+    shards = read_shards(sharded_dir)["shards"]
+    first = Index.open(sharded_dir / shards[0])
+    parts = [encoder.encode_documents([documents[i].full_text for i in r], show_progress=False)
+             for r in shard_ranges(len(documents), len(shards))]
+    e = concat_embeddings(parts)
     build_index(path, TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms), [d.to_dict() for d in documents],
                 recipe=first.manifest["recipe"], info={"encoder": first.encoder_spec, "encoding": {}},
                 vocab_size=len(encoder.tokenizer), codec=first.store.codec, idf=first.store.idf,

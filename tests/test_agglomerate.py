@@ -1,0 +1,85 @@
+"""The compiled agglomerative clustering (indexes/agglomerate.py) gives scipy's partitions: Ward cut
+into k clusters and complete linkage on cosine distance cut at a height, on documents of many
+lengths, including ones left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from indexes.agglomerate import cluster_documents  # noqa: E402
+from indexes.reduce import _cluster_labels, threshold_labels  # noqa: E402
+
+
+def _partition(labels: np.ndarray) -> set[frozenset[int]]:
+    return {frozenset(np.flatnonzero(labels == label).tolist()) for label in np.unique(labels)}
+
+
+def _documents(seed: int, n_docs: int = 60, dim: int = 24):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 90, size=n_docs)
+    lengths[:3] = [1, 2, 3]
+    # Documents with structure: a few topics per document plus noise, so clusters are uneven.
+    parts = []
+    for n in lengths:
+        topics = rng.normal(size=(max(1, n // 8), dim))
+        x = topics[rng.integers(0, len(topics), size=n)] + 0.6 * rng.normal(size=(n, dim))
+        parts.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+    return np.concatenate(parts), lengths
+
+
+@pytest.mark.parametrize("pool_factor", [2, 3])
+def test_ward_partitions_equal_scipy(pool_factor):
+    vectors, lengths = _documents(seed=pool_factor)
+    k = np.ceil(lengths / pool_factor).astype(np.int64)
+    labels = cluster_documents(vectors, lengths, "ward", n_clusters=k)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    clustered = 0
+    for d, n in enumerate(lengths):
+        mine = labels[offsets[d]:offsets[d + 1]]
+        assert mine[0] == 0 and set(mine.tolist()) == set(range(mine.max() + 1))   # numbered by first member
+        if k[d] >= n:
+            np.testing.assert_array_equal(mine, np.arange(n))
+            continue
+        reference = _cluster_labels(vectors[offsets[d]:offsets[d + 1]], int(k[d]), "hierarchical", 0)
+        assert _partition(mine) == _partition(reference), f"document {d} ({n} vectors)"
+        clustered += 1
+    assert clustered > 40
+
+
+@pytest.mark.parametrize("min_cosine", [0.5, 0.8])
+def test_complete_linkage_partitions_equal_scipy(min_cosine):
+    vectors, lengths = _documents(seed=7)
+    labels = cluster_documents(vectors, lengths, "complete", max_distance=1 - min_cosine)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    merged = 0
+    for d in range(len(lengths)):
+        doc = vectors[offsets[d]:offsets[d + 1]]
+        mine, reference = labels[offsets[d]:offsets[d + 1]], threshold_labels(doc, min_cosine)
+        assert _partition(mine) == _partition(reference), f"document {d}"
+        for label in np.unique(mine):          # the guarantee merge<C> gives: every pair within C
+            members = doc[mine == label]
+            assert (members @ members.T).min() >= min_cosine - 1e-9
+        merged += len(np.unique(mine)) < len(mine)
+    assert merged > 20
+
+
+def test_float32_batches_agree_with_float64():
+    vectors, lengths = _documents(seed=3, n_docs=30, dim=64)
+    k = np.ceil(lengths / 2).astype(np.int64)
+    a = cluster_documents(vectors, lengths, "ward", n_clusters=k)
+    b = cluster_documents(vectors.astype(np.float32), lengths, "ward", n_clusters=k)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    same = sum(_partition(a[offsets[d]:offsets[d + 1]]) == _partition(b[offsets[d]:offsets[d + 1]])
+               for d in range(len(lengths)))
+    assert same >= len(lengths) - 1            # float32 Gram rounding may flip a near-tie at most once here
+
+
+def test_bad_arguments_are_named():
+    vectors, lengths = _documents(seed=1, n_docs=3)
+    with pytest.raises(ValueError, match="method"):
+        cluster_documents(vectors, lengths, "single")
+    with pytest.raises(ValueError, match="n_clusters"):
+        cluster_documents(vectors, lengths, "ward")
