@@ -35,7 +35,7 @@ def _build(embeddings, documents, encoder, directory: Path, compiled: bool) -> d
         total = time.perf_counter() - started
     finally:
         reduce._agglomerate = saved
-    build = index.manifest["build"]
+    build = index.build_stats
     return {**{s: build[s] for s in STAGES}, "after_encoding_seconds": total,
             "stored_vectors": build["n_stored_vectors"]}
 

@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 import torch
 
-__all__ = ["cluster_documents", "pool_by_labels"]
+__all__ = ["cluster_documents", "pool_by_labels", "document_frequencies"]
 
 _WARD, _COMPLETE = 0, 1
 _GRAM_BUDGET = 1 << 24          # Gram entries computed per batch of documents (64 MiB of float32)
@@ -123,7 +123,8 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
     """(n,) int64 cluster label of each vector within its document, numbered from 0 in order of
     each cluster's first vector.
 
-    vectors: (n, dim) float32 (float64 is kept, for exact comparisons); lengths: (n_docs,) int64
+    vectors: (n, dim) float16 or float32 (products in float32; float64 is kept, for exact
+    comparisons with scipy); lengths: (n_docs,) int64
     runs of consecutive rows. method "ward": n_clusters (n_docs,) clusters per document (a
     document of at most that many vectors keeps each vector alone); "complete": clusters whose
     every pair lies within max_distance (cosine distance).
@@ -152,7 +153,9 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
         longest = max(int(lengths[docs].max()), 1)
         rows = offsets[docs][:, None] + np.arange(longest)[None, :]               # (B, longest)
         valid = np.arange(longest)[None, :] < lengths[docs][:, None]
-        padded = x[torch.from_numpy(np.where(valid, rows, 0))] * torch.from_numpy(valid)[..., None]
+        # Rows past a document's end repeat row 0; the clustering reads only the top-left n x n block.
+        picked = x.index_select(0, torch.from_numpy(np.where(valid, rows, 0).ravel()))   # faster than x[2-d index]
+        padded = picked.view(len(docs), longest, -1).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
         grams = torch.bmm(padded, padded.transpose(1, 2)).numpy()                  # (B, longest, longest)
         _cluster_batch(grams, lengths[docs], offsets[docs], _WARD if method == "ward" else _COMPLETE,
                        n_clusters[docs], float(max_distance), labels)
@@ -181,7 +184,7 @@ def pool_by_labels(vectors: np.ndarray, lengths: np.ndarray, labels: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each document's clusters as renormalised means, in label order.
 
-    vectors: (n, dim) float32; lengths: (n_docs,) int64, each >= 1; labels: (n,) from
+    vectors: (n, dim) float32, C-contiguous; lengths: (n_docs,) int64, each >= 1; labels: (n,) from
     `cluster_documents`. Returns pooled (m, dim) float32, pooled lengths (n_docs,) int64,
     member order (n,) int64 (row indices grouped by output vector) and members per output
     vector (m,) int64.
@@ -190,8 +193,25 @@ def pool_by_labels(vectors: np.ndarray, lengths: np.ndarray, labels: np.ndarray
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     n_out = np.maximum.reduceat(labels, offsets[:-1]) + 1 if len(lengths) else np.zeros(0, np.int64)
     out_offsets = np.concatenate([[0], np.cumsum(n_out)]).astype(np.int64)
-    pooled = np.zeros((int(out_offsets[-1]), vectors.shape[1]), dtype=np.float32)
-    _cluster_sums(np.ascontiguousarray(vectors, dtype=np.float32), offsets, labels, out_offsets, pooled)
+    # torch.zeros: a fresh numpy array would take its page faults inside the kernel, ~1 s per GB here.
+    pooled = torch.zeros((int(out_offsets[-1]), vectors.shape[1]), dtype=torch.float32).numpy()
+    _cluster_sums(vectors, offsets, labels, out_offsets, pooled)
     destination = np.repeat(out_offsets[:-1], lengths) + labels
     return (pooled, n_out.astype(np.int64), np.argsort(destination, kind="stable"),
             np.bincount(destination, minlength=len(pooled)).astype(np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def document_frequencies(token_ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> np.ndarray:
+    """(vocab_size,) int64 number of documents holding each token id (one pass, a stamp per id)."""
+    df = np.zeros(vocab_size, dtype=np.int64)
+    last = np.full(vocab_size, -1, dtype=np.int64)
+    start = 0
+    for d in range(len(lengths)):
+        for i in range(start, start + lengths[d]):
+            t = token_ids[i]
+            if last[t] != d:
+                last[t] = d
+                df[t] += 1
+        start += lengths[d]
+    return df

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .kmeans import nearest_centroids, spherical_kmeans
+
 __all__ = ["ResidualCodec", "default_n_centroids", "pack_bits"]
 
 VALID_NBITS = (1, 2, 4, 16)
@@ -45,6 +47,31 @@ def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
     grouped = buckets.reshape(n, d // per_byte, per_byte).astype(np.uint8)
     shifts = np.arange(per_byte - 1, -1, -1, dtype=np.uint8) * nbits
     return np.bitwise_or.reduce(grouped << shifts, axis=2).astype(np.uint8)
+
+
+def _pack_residuals_kernel(x, centroids, ids, cutoffs, nbits, out):
+    """out[i] = pack_bits(bucketize(x[i] - centroids[ids[i]])) in one pass (compiled below)."""
+    per_byte = 8 // nbits
+    for i in _prange(x.shape[0]):
+        c = ids[i]
+        for p in range(out.shape[1]):
+            byte = 0
+            for k in range(per_byte):
+                j = p * per_byte + k
+                value = x[i, j] - centroids[c, j]
+                bucket = 0
+                for level in range(cutoffs.shape[1]):
+                    bucket += value > cutoffs[j, level]
+                byte = (byte << nbits) | bucket
+            out[i, p] = byte
+
+
+try:
+    import numba as _nb
+    _prange = _nb.prange
+    _pack_residuals = _nb.njit(cache=True, nogil=True, parallel=True)(_pack_residuals_kernel)
+except ImportError:                      # numpy's bucketize + pack_bits serve
+    _prange, _pack_residuals = range, None
 
 
 @dataclass
@@ -82,8 +109,6 @@ class ResidualCodec:
         n_vectors: size of the whole collection, for the default centroid count (defaults to
         len(sample)). About 40 training points per centroid are used.
         """
-        import faiss
-
         if nbits not in VALID_NBITS:
             raise ValueError(f"nbits must be one of {VALID_NBITS}, got {nbits}")
         sample = np.ascontiguousarray(sample, dtype=np.float32)
@@ -101,21 +126,21 @@ class ResidualCodec:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(sample))
         heldout = sample[order[: min(len(sample) // 10 + 1, 50_000)]]
-        train = sample[order[len(heldout):]] if len(sample) - len(heldout) >= n_centroids else sample
-        train = train[: 40 * n_centroids]
-        kmeans = faiss.Kmeans(sample.shape[1], n_centroids, niter=niter, seed=seed, spherical=True,
-                              max_points_per_centroid=40, min_points_per_centroid=1)
-        kmeans.train(train)
+        if len(sample) - len(heldout) >= n_centroids:     # only the rows used are copied
+            train = sample[order[len(heldout):len(heldout) + 40 * n_centroids]]
+        else:
+            train = sample[: 40 * n_centroids]
         # Rounded to float16 precision now, so the float16 copy on disk decodes exactly as coded.
-        centroids = np.ascontiguousarray(kmeans.centroids.astype(np.float16), dtype=np.float32)
+        centroids = spherical_kmeans(train, n_centroids, niter=niter, seed=seed).astype(np.float16).astype(np.float32)
         codec = cls(centroids, nbits, np.zeros((sample.shape[1], 0), np.float32),
                     np.zeros((sample.shape[1], 1), np.float32), projection)
         if nbits != 16:
             residuals = heldout - centroids[codec.assign(heldout)]
             levels = 1 << nbits
-            codec.cutoffs = np.quantile(residuals, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)
-            codec.bucket_values = np.quantile(residuals, (np.arange(levels) + 0.5) / levels,
-                                              axis=0).T.astype(np.float32)
+            # Both sets of quantiles from one partial sort of each dimension.
+            q = np.quantile(residuals, np.concatenate([np.arange(1, levels), np.arange(levels) + 0.5]) / levels,
+                            axis=0).T.astype(np.float32)
+            codec.cutoffs, codec.bucket_values = q[:, :levels - 1].copy(), q[:, levels - 1:].copy()
         return codec
 
     # ---- encoding (build time, numpy) ------------------------------------------------------
@@ -127,17 +152,9 @@ class ResidualCodec:
             return vectors
         return _normalise(vectors @ self.projection)
 
-    def assign(self, vectors: np.ndarray, batch: int = 65536) -> np.ndarray:
+    def assign(self, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) projected vectors -> (n,) int64 id of the nearest centroid (inner product)."""
-        import faiss
-
-        index = faiss.IndexFlatIP(self.dim)
-        index.add(self.centroids)
-        out = np.empty(len(vectors), dtype=np.int64)
-        for start in range(0, len(vectors), batch):
-            chunk = np.ascontiguousarray(vectors[start:start + batch], dtype=np.float32)
-            out[start:start + len(chunk)] = index.search(chunk, 1)[1][:, 0]
-        return out
+        return nearest_centroids(vectors, self.centroids)
 
     def compress(self, vectors: np.ndarray, batch: int = 65536,
                  already_projected: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +174,11 @@ class ResidualCodec:
             if self.nbits == 16:
                 residuals[start:start + len(x)] = x.astype(np.float16)
                 continue
-            residuals[start:start + len(x)] = pack_bits(self.bucketize(x - self.centroids[ids]), self.nbits)
+            if _pack_residuals is not None:
+                _pack_residuals(np.ascontiguousarray(x), self.centroids, ids, self.cutoffs, self.nbits,
+                                residuals[start:start + len(x)])
+            else:
+                residuals[start:start + len(x)] = pack_bits(self.bucketize(x - self.centroids[ids]), self.nbits)
         return codes, residuals
 
     def bucketize(self, residuals: np.ndarray) -> np.ndarray:

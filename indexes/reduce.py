@@ -79,9 +79,12 @@ class Reduced:
 
 def idf_from_token_ids(token_ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> np.ndarray:
     """(vocab_size,) float32 IDF, log((1 + N) / (1 + df)), df counted once per document."""
-    doc_of = np.repeat(np.arange(len(lengths)), lengths)
-    pairs = np.unique(doc_of.astype(np.int64) * vocab_size + token_ids.astype(np.int64))
-    df = np.bincount(pairs % vocab_size, minlength=vocab_size)
+    if _agglomerate is not None:
+        df = _agglomerate.document_frequencies(np.asarray(token_ids), np.asarray(lengths, dtype=np.int64), vocab_size)
+    else:
+        doc_of = np.repeat(np.arange(len(lengths)), lengths)
+        pairs = np.unique(doc_of.astype(np.int64) * vocab_size + token_ids.astype(np.int64))
+        df = np.bincount(pairs % vocab_size, minlength=vocab_size)
     return np.log((1 + len(lengths)) / (1 + df)).astype(np.float32)
 
 
@@ -201,7 +204,7 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
         raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
     if method not in ("hierarchical", "kmeans", "threshold"):
         raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans', 'threshold'")
-    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = _float32(vectors)
     lengths = np.asarray(lengths, dtype=np.int64)
     if _agglomerate is not None and method != "kmeans" and len(lengths):
         return _pool_compiled(vectors, lengths, token_ids, pool_factor, method, min_cosine)
@@ -225,6 +228,14 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
     )
     pooled.removed["pooling"] = int(len(vectors) - len(pooled.vectors))
     return pooled
+
+
+def _float32(vectors: np.ndarray) -> np.ndarray:
+    """C-contiguous float32 rows; float16 converted by torch (8x numpy's speed on 1M x 384)."""
+    if isinstance(vectors, np.ndarray) and vectors.dtype == np.float16:
+        import torch
+        return torch.from_numpy(np.ascontiguousarray(vectors)).float().numpy()
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _pool_compiled(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
@@ -273,7 +284,9 @@ def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarra
     keep, removed = prune_mask(rules, token_ids, lengths, stopword_ids=stopword_ids, idf=idf, norms=norms)
     doc_of = np.repeat(np.arange(len(lengths)), lengths)
     kept_lengths = np.bincount(doc_of[keep], minlength=len(lengths)).astype(np.int64)
-    pooled = pool_tokens(np.asarray(vectors)[keep], kept_lengths, np.asarray(token_ids)[keep],
-                         pool_factor, pool_method, seed, min_cosine=min_cosine)
+    every = keep.all()                 # the default recipe prunes nothing: no copy
+    pooled = pool_tokens(vectors if every else np.asarray(vectors)[keep], kept_lengths,
+                         token_ids if every else np.asarray(token_ids)[keep], pool_factor, pool_method, seed,
+                         min_cosine=min_cosine)
     pooled.removed = {**removed, **pooled.removed}
     return pooled

@@ -22,20 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexes.kmeans import native_bf16
+
 __all__ = ["RUNTIMES", "default_runtime", "default_query_runtime", "native_bf16", "TorchRuntime", "OnnxRuntime", "make_runtime",
            "default_cache_dir", "RuntimeFallbackWarning"]
 
 RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16, Arm BF16).
-    Elsewhere oneDNN emulates bfloat16, slower than float32, so it is never a default there."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:                       # not Linux: no cheap way to ask; assume emulated
-        return False
-    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
 
 
 def _has_onnxruntime() -> bool:

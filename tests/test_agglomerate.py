@@ -83,3 +83,14 @@ def test_bad_arguments_are_named():
         cluster_documents(vectors, lengths, "single")
     with pytest.raises(ValueError, match="n_clusters"):
         cluster_documents(vectors, lengths, "ward")
+
+
+def test_document_frequencies_count_each_document_once():
+    from indexes.agglomerate import document_frequencies
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 40, size=200)
+    token_ids = rng.integers(0, 50, size=lengths.sum()).astype(np.int32)
+    doc_of = np.repeat(np.arange(len(lengths)), lengths)
+    expected = np.array([len(np.unique(doc_of[token_ids == t])) for t in range(60)])
+    np.testing.assert_array_equal(document_frequencies(token_ids, lengths, 60), expected)

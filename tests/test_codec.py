@@ -107,3 +107,18 @@ def test_numpy_and_torch_decoders_agree():
         table = codec.device_tables("cpu")[1]
         np.testing.assert_array_equal(codec._decode_numpy(packed),
                                       codec._decode_torch(torch.from_numpy(packed), table).numpy())
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_compiled_packing_equals_numpy(nbits, monkeypatch):
+    from indexes import codec as codec_module
+
+    if codec_module._pack_residuals is None:
+        pytest.skip("numba not installed")
+    x = vectors(seed=nbits)
+    codec = ResidualCodec.fit(x, nbits=nbits, n_centroids=64)
+    codes, compiled = codec.compress(x)
+    monkeypatch.setattr(codec_module, "_pack_residuals", None)
+    codes_numpy, reference = codec.compress(x)
+    np.testing.assert_array_equal(codes, codes_numpy)
+    np.testing.assert_array_equal(compiled, reference)

@@ -112,13 +112,15 @@ def test_the_default_is_bf16_where_native_then_onnx_then_torch(monkeypatch, nati
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from indexes import kmeans
+
     flags = tmp_path / "cpuinfo"
-    real_path = runtimes.Path
-    monkeypatch.setattr(runtimes, "Path", lambda p: flags if p == "/proc/cpuinfo" else real_path(p))
+    real_path = kmeans.Path
+    monkeypatch.setattr(kmeans, "Path", lambda p: flags if p == "/proc/cpuinfo" else real_path(p))
     flags.write_text("flags : fpu sse avx512f avx512bw\n")
-    assert not runtimes.native_bf16()
+    assert not kmeans.native_bf16()
     flags.write_text("flags : fpu sse avx512f avx512_bf16\n")
-    assert runtimes.native_bf16()
+    assert kmeans.native_bf16()
 
 
 def test_the_cli_offers_every_runtime():
