@@ -75,6 +75,38 @@ def _one(runtime: str, args) -> dict:
     return out
 
 
+def stress(args) -> list[dict]:
+    """The default encoder (document and query runtimes as `load_encoder` picks them) against
+    torch float32 on the generated worst collections: nDCG@10 of exhaustive MaxSim over the
+    uncompressed vectors with whole queries, and the document token cosine."""
+    from retriever import load_encoder
+    from retriever.cache import encode_corpus_cached
+    from .datasets import load_dataset
+    from .metrics import evaluate
+    from .reference import uncompressed_search
+    from .stress import attribute_collection, long_query_collection
+
+    reference = load_encoder(device="cpu", runtime="torch")
+    default = load_encoder(device="cpu", cache_dir=args.model_cache)
+    rows = []
+    for data, cache in ((attribute_collection(), "attributes"),
+                        (long_query_collection(load_dataset(Path(args.data) / "scifact")), "scifact")):
+        ref = encode_corpus_cached(reference, data.documents, Path(args.cache) / cache, show_progress=False)
+        mine = default.encode_documents([d.full_text for d in data.documents], show_progress=True)
+        cos = (ref.vectors.astype(np.float32) * mine.vectors.astype(np.float32)).sum(1)
+        row = {"collection": data.name, "runtime": f"{default.runtime} / queries {default.query_runtime}",
+               "doc_cos_min": float(cos.min()), "doc_cos_mean": float(cos.mean())}
+        for name, encoder, docs in (("torch", reference, ref), ("default", default, mine)):
+            q = encoder.encode_queries([x.text for x in data.queries])
+            scores, positions = uncompressed_search(q, docs.vectors, docs.lengths, k=10)
+            run = {x.id: {data.documents[p].id: float(v) for p, v in zip(positions[i], scores[i]) if p >= 0}
+                   for i, x in enumerate(data.queries)}
+            row[f"ndcg10_{name}"] = evaluate(run, data.qrels)["nDCG@10"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.encoders", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder holding the collections (BEIR layout)")
@@ -85,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-cache", default=None, help="where converted models are kept")
     p.add_argument("--out", default=None)
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stress", action="store_true",
+                   help="only: the default encoder vs torch float32 on the generated worst collections")
     args = p.parse_args(argv)
+    if args.stress:
+        stress(args)
+        return 0
     if args.one:
         print(json.dumps(_one(args.one, args)), flush=True)
         return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["cluster_documents", "pool_by_labels", "document_frequencies"]
 
@@ -144,6 +145,8 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
         todo = np.flatnonzero(lengths >= 2)
     x = torch.from_numpy(np.ascontiguousarray(vectors))
     by_length = todo[np.argsort(lengths[todo], kind="stable")]
+    # A bar only in a terminal and only for a stage past 2 s (large collections).
+    bar = tqdm(total=len(by_length), desc="pooling", unit="doc", disable=None, delay=2, leave=False)
     start = 0
     while start < len(by_length):         # batches of similar length, ~_GRAM_BUDGET Gram entries each
         end = start + 1
@@ -159,7 +162,9 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
         grams = torch.bmm(padded, padded.transpose(1, 2)).numpy()                  # (B, longest, longest)
         _cluster_batch(grams, lengths[docs], offsets[docs], _WARD if method == "ward" else _COMPLETE,
                        n_clusters[docs], float(max_distance), labels)
+        bar.update(end - start)
         start = end
+    bar.close()
     return labels
 
 

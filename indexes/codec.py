@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .kmeans import nearest_centroids, spherical_kmeans
 
@@ -166,7 +167,8 @@ class ResidualCodec:
             residuals = np.empty((n, self.dim), dtype=np.float16)
         else:
             residuals = np.empty((n, self.bytes_per_residual), dtype=np.uint8)
-        for start in range(0, n, batch):
+        # A bar only in a terminal and only past 2 s (large collections).
+        for start in tqdm(range(0, n, batch), desc="compressing", unit="block", disable=None, delay=2, leave=False):
             x = vectors[start:start + batch]
             x = np.asarray(x, dtype=np.float32) if already_projected else self.project(x)
             ids = self.assign(x)

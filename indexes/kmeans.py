@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 try:
     import numba as nb
@@ -115,7 +116,7 @@ def spherical_kmeans(sample: np.ndarray, n_centroids: int, *, niter: int = 10, s
     centroids = x[torch.from_numpy(rng.choice(len(sample), n_centroids, replace=False))].clone()
     labels = torch.empty(len(x), dtype=torch.long)
     best = torch.empty(len(x), dtype=torch.float32)
-    for _ in range(niter):
+    for _ in tqdm(range(niter), desc="k-means", unit="iteration", disable=None, delay=2, leave=False):
         # bfloat16 assignments (no re-scoring): the centroids' held-out fit equals faiss's (docs/benchmarks.md).
         c16 = centroids.to(torch.bfloat16)
         for start in range(0, len(x), _BLOCK):

@@ -44,7 +44,7 @@ def concat_embeddings(parts: Sequence[DocumentEmbeddings]) -> DocumentEmbeddings
 
 
 def encode_corpus_cached(encoder: Encoder, documents: Sequence[Document], cache_dir: str | Path, *,
-                         shard_size: int = 512, batch_size: int = 32,
+                         shard_size: int = 512, batch_size: int | None = None,
                          show_progress: bool = True) -> DocumentEmbeddings:
     """Embeddings of `documents`, reusing every shard already in `cache_dir`.
 

@@ -17,7 +17,8 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None,
                    help="reduction and compression, e.g. 'pool2,res2' (default), 'fp16', 'pool3,stop,res4', 'pca128,res2'")
     p.add_argument("--cache", default=None, help="keep encoded shards here; an interrupted build resumes from them")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="documents per forward pass (default: 32 on the CPU, 128 on CUDA)")
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
     p.add_argument("--force", action="store_true",
@@ -65,7 +66,7 @@ def run_index(args: argparse.Namespace) -> int:
 
     # Every argument is checked before the corpus is read or anything is encoded.
     Recipe.parse(args.recipe or DEFAULT_RECIPE)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")

@@ -96,7 +96,7 @@ class Index:
 
     @classmethod
     def build(cls, directory: str | Path, documents: Sequence[Document], encoder: Encoder, *,
-              recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int = 32, cache_dir: str | Path | None = None,
+              recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int | None = None, cache_dir: str | Path | None = None,
               show_progress: bool = True, seed: int = 0, force: bool = False) -> "Index":
         """Encode `documents`, reduce and compress them by `recipe`, and write the index.
 
@@ -137,7 +137,7 @@ class Index:
         return cls(IndexStore.open(directory, verify=False), build_stats=manifest["build"])
 
     def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
-            batch_size: int = 32, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "Index":
+            batch_size: int | None = None, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "Index":
         """Encode and append documents as a new segment (existing codec, no rewrite of old files).
 
         An id already in the index is an error unless upsert=True (then it is replaced).

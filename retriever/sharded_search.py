@@ -87,7 +87,7 @@ class ShardedIndex:
         return None
 
     def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
-            batch_size: int = 32, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "ShardedIndex":
+            batch_size: int | None = None, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "ShardedIndex":
         """Add documents (see the module docstring for where each goes); KeyError on an existing
         id unless upsert, before anything is written."""
         home = {d.id: i for d in documents for i, s in enumerate(self.shards) if s.position_of(d.id) is not None}

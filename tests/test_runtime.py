@@ -128,3 +128,15 @@ def test_the_cli_offers_every_runtime():
 
     action = next(a for a in _index_parser()._actions if a.dest == "runtime")
     assert tuple(action.choices) == runtimes.RUNTIMES
+
+
+def test_documents_go_through_in_batches_of_the_device_default(pylate_checkpoint, monkeypatch):
+    encoder = load_encoder(pylate_checkpoint[0], device="cpu", runtime="torch")
+    assert encoder.document_batch_size == 32
+    sizes, forward = [], encoder._runtime.forward
+    monkeypatch.setattr(encoder._runtime, "forward", lambda ids, att: sizes.append(len(ids)) or forward(ids, att))
+    encoder.encode_documents([f"document {i} " * (1 + i % 5) for i in range(70)], show_progress=False)
+    assert sizes == [32, 32, 6]
+    sizes.clear()
+    encoder.encode_documents(["a short one", "and another"] * 5, batch_size=4, show_progress=False)
+    assert sizes == [4, 4, 2]
