@@ -24,8 +24,8 @@ import torch
 
 from indexes.kmeans import native_bf16
 
-__all__ = ["RUNTIMES", "default_runtime", "default_query_runtime", "native_bf16", "TorchRuntime", "OnnxRuntime", "make_runtime",
-           "default_cache_dir", "RuntimeFallbackWarning"]
+__all__ = ["RUNTIMES", "default_runtime", "default_query_runtime", "native_bf16", "TorchRuntime", "OnnxRuntime",
+           "make_runtime", "default_cache_dir", "RuntimeFallbackWarning"]
 
 RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
@@ -41,8 +41,8 @@ def _has_onnxruntime() -> bool:
 def default_runtime(device: torch.device) -> str:
     """Where documents are encoded by default: the highest throughput that keeps nDCG@10 within
     0.5% of torch float32 on every shared collection (docs/benchmarks.md "Encoding throughput",
-    `python -m eval.encoders`): on a CPU with native bfloat16, torch-bf16 (2.55x torch float32);
-    else ONNX Runtime float32 when installed (1.58x); else torch. On CUDA torch (float16
+    `python -m eval.encoders`): on a CPU with native bfloat16, torch-bf16 (2.65x torch float32);
+    else ONNX Runtime float32 when installed (1.64x); else torch. On CUDA torch (float16
     autocast). No warning: nothing was asked."""
     if device.type != "cpu":
         return "torch"
@@ -53,10 +53,12 @@ def default_runtime(device: torch.device) -> str:
 
 def default_query_runtime(device: torch.device) -> str:
     """Where queries are encoded by default: the lowest one-query latency at float32 precision,
-    ONNX Runtime on the CPU (3.6 ms p50 for a short query vs 5.3 ms bfloat16 and 7.9 ms torch),
+    ONNX Runtime on the CPU (3.6 ms p50 for a short query vs 4.6 ms bfloat16 and 7.6 ms torch),
     so a query's vectors are the same whichever batch it came in; torch on CUDA or without
     onnxruntime."""
     return "onnx" if device.type == "cpu" and _has_onnxruntime() else "torch"
+
+
 _EXPORT_VERSION = 2            # part of the cache key: raise when the export or quantisation changes
 
 
