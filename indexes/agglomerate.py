@@ -189,14 +189,17 @@ def pool_by_labels(vectors: np.ndarray, lengths: np.ndarray, labels: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each document's clusters as renormalised means, in label order.
 
-    vectors: (n, dim) float32, C-contiguous; lengths: (n_docs,) int64, each >= 1; labels: (n,) from
+    vectors: (n, dim) float32, C-contiguous; lengths: (n_docs,) int64 (0 allowed); labels: (n,) from
     `cluster_documents`. Returns pooled (m, dim) float32, pooled lengths (n_docs,) int64,
     member order (n,) int64 (row indices grouped by output vector) and members per output
     vector (m,) int64.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    n_out = np.maximum.reduceat(labels, offsets[:-1]) + 1 if len(lengths) else np.zeros(0, np.int64)
+    n_out = np.zeros(len(lengths), dtype=np.int64)
+    filled = lengths > 0                  # an empty document has no clusters (reduceat needs non-empty runs)
+    if filled.any():
+        n_out[filled] = np.maximum.reduceat(labels, offsets[:-1][filled]) + 1
     out_offsets = np.concatenate([[0], np.cumsum(n_out)]).astype(np.int64)
     # torch.zeros: a fresh numpy array would take its page faults inside the kernel, ~1 s per GB here.
     pooled = torch.zeros((int(out_offsets[-1]), vectors.shape[1]), dtype=torch.float32).numpy()

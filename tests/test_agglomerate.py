@@ -94,3 +94,25 @@ def test_document_frequencies_count_each_document_once():
     doc_of = np.repeat(np.arange(len(lengths)), lengths)
     expected = np.array([len(np.unique(doc_of[token_ids == t])) for t in range(60)])
     np.testing.assert_array_equal(document_frequencies(token_ids, lengths, 60), expected)
+
+
+@pytest.mark.parametrize("method, pool_factor, min_cosine", [("hierarchical", 2, 1.0), ("threshold", 1, 0.5)])
+def test_compiled_pooling_equals_the_per_document_path_with_empty_documents(method, pool_factor, min_cosine,
+                                                                            monkeypatch):
+    from indexes import reduce
+
+    vectors, lengths = _documents(seed=11, n_docs=12)
+    lengths = np.insert(lengths, [0, 5, 12], 0)                  # empty first, middle and last documents
+    token_ids = np.arange(lengths.sum(), dtype=np.int32)
+    compiled = reduce.pool_tokens(vectors, lengths, token_ids, pool_factor, method, min_cosine=min_cosine)
+    monkeypatch.setattr(reduce, "_agglomerate", None)
+    reference = reduce.pool_tokens(vectors, lengths, token_ids, pool_factor, method, min_cosine=min_cosine)
+    np.testing.assert_array_equal(compiled.lengths, reference.lengths)
+    assert compiled.removed == reference.removed
+
+    def groups(r):                        # pooled vectors keyed by their members (cluster order may differ)
+        members = np.split(r.member_token_ids, r.member_offsets[1:-1])
+        return {tuple(sorted(m.tolist())): v for m, v in zip(members, r.vectors)}
+    a, b = groups(compiled), groups(reference)
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose(np.array([a[k] for k in b]), np.array(list(b.values())), atol=1e-5)
