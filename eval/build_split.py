@@ -5,7 +5,7 @@ compression, lists and write), per encoder runtime, side by side in one run.
 
 Each runtime encodes the whole collection (timed), then the same embeddings are built into an
 index with the compiled pooling (the default) and, with --reference, once more with the
-per-document scipy pooling it replaced. Prints a table; writes build.md, build.jsonl and a
+per-document scipy pooling it replaced. Prints a table; writes build.md, build.json and a
 stacked-bar plot build.png to --out.
 """
 
@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     print(table)
     if args.out:
+        from .report import save_table
+
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "build.md").write_text(table + "\n")
-        (out / "build.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        save_table(out, "build", rows, table)
         plot(rows, out / "build.png")
     return 0
 

@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, args.collections)
     print(table)
     if args.out:
+        from .report import save_table
+
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "encoders.md").write_text(table + "\n")
-        (out / "encoders.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        save_table(out, "encoders", rows, table)
         plot(rows, args.collections, out / "encoders.png")
     return 0
 

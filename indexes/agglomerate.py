@@ -145,13 +145,16 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
         todo = np.flatnonzero(lengths >= 2)
     x = torch.from_numpy(np.ascontiguousarray(vectors))
     by_length = todo[np.argsort(lengths[todo], kind="stable")]
+    # Batches of similar length: documents in one power-of-two length band, at most
+    # _GRAM_BUDGET / band_max^2 of them, so a batch's padded Gram block stays within the budget.
+    band = np.ceil(np.log2(np.maximum(lengths[by_length], 1))).astype(np.int64)
+    per_batch = np.maximum(1, _GRAM_BUDGET >> (2 * band))
+    rank_in_band = np.arange(len(band)) - np.searchsorted(band, band)
+    key = band * (len(band) + 1) + rank_in_band // per_batch
+    bounds = np.append(np.flatnonzero(np.diff(key, prepend=-1)), len(key))
     # A bar only in a terminal and only for a stage past 2 s (large collections).
     bar = tqdm(total=len(by_length), desc="pooling", unit="doc", disable=None, delay=2, leave=False)
-    start = 0
-    while start < len(by_length):         # batches of similar length, ~_GRAM_BUDGET Gram entries each
-        end = start + 1
-        while end < len(by_length) and (end - start + 1) * int(lengths[by_length[end]]) ** 2 <= _GRAM_BUDGET:
-            end += 1
+    for start, end in zip(bounds[:-1], bounds[1:]):
         docs = by_length[start:end]
         longest = max(int(lengths[docs].max()), 1)
         rows = offsets[docs][:, None] + np.arange(longest)[None, :]               # (B, longest)
@@ -163,7 +166,6 @@ def cluster_documents(vectors: np.ndarray, lengths: np.ndarray, method: str, *,
         _cluster_batch(grams, lengths[docs], offsets[docs], _WARD if method == "ward" else _COMPLETE,
                        n_clusters[docs], float(max_distance), labels)
         bar.update(end - start)
-        start = end
     bar.close()
     return labels
 

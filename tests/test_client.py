@@ -96,19 +96,29 @@ def test_retries_only_on_429_and_503_and_honours_retry_after():
         httpd.shutdown()
 
 
+def _assert_retrievers_match_tessera(served, retriever_class, hits) -> None:
+    """Both constructors (in-process, over HTTP) of a framework's retriever rank as Tessera does;
+    hits(retriever, query) -> (ids, scores, first text, first metadata)."""
+    server, path = served
+    query = "how do plants turn sunlight into sugar"
+    expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=3)
+    for retriever in (retriever_class.from_index(str(path), k=3), retriever_class.from_url(server.url, k=3)):
+        ids, scores, text, metadata = hits(retriever, query)
+        assert ids == expected.doc_ids[0]
+        assert scores == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
+        assert text and "topic" in metadata
+
+
 def test_langchain_retriever_matches_tessera(served):
     pytest.importorskip("langchain_core", reason="langchain-core not installed (pip install 'tessera[langchain]')")
     from client.langchain import TesseraRetriever
 
-    server, path = served
-    query = "how do plants turn sunlight into sugar"
-    expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=3)
-    for retriever in (TesseraRetriever.from_index(str(path), k=3), TesseraRetriever.from_url(server.url, k=3)):
+    def hits(retriever, query):
         docs = retriever.invoke(query)
-        assert [d.metadata["id"] for d in docs] == expected.doc_ids[0]
-        assert [d.metadata["score"] for d in docs] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
-        assert docs[0].page_content and "topic" in docs[0].metadata
-    wind = TesseraRetriever.from_index(str(path), k=5, filter={"topic": "wind"}).invoke("energy")
+        return [d.metadata["id"] for d in docs], [d.metadata["score"] for d in docs], docs[0].page_content, docs[0].metadata
+
+    _assert_retrievers_match_tessera(served, TesseraRetriever, hits)
+    wind = TesseraRetriever.from_index(str(served[1]), k=5, filter={"topic": "wind"}).invoke("energy")
     assert wind and all(d.metadata["topic"] == "wind" for d in wind)
 
 
@@ -116,14 +126,12 @@ def test_llamaindex_retriever_matches_tessera(served):
     pytest.importorskip("llama_index.core", reason="llama-index-core not installed (pip install 'tessera[llamaindex]')")
     from client.llamaindex import TesseraRetriever
 
-    server, path = served
-    query = "how do plants turn sunlight into sugar"
-    expected = Searcher(Index.open(path), encoder=load_encoder(device="cpu")).search(query, k=3)
-    for retriever in (TesseraRetriever.from_index(str(path), k=3), TesseraRetriever.from_url(server.url, k=3)):
+    def hits(retriever, query):
         nodes = retriever.retrieve(query)
-        assert [n.node.node_id for n in nodes] == expected.doc_ids[0]
-        assert [n.score for n in nodes] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
-        assert nodes[0].node.get_content() and "topic" in nodes[0].node.metadata
+        return ([n.node.node_id for n in nodes], [n.score for n in nodes], nodes[0].node.get_content(),
+                nodes[0].node.metadata)
+
+    _assert_retrievers_match_tessera(served, TesseraRetriever, hits)
 
 
 def test_langchain_vector_store_adds_deletes_and_searches(tmp_path):
