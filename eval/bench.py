@@ -19,6 +19,8 @@ import os
 import time
 from pathlib import Path
 
+from indexes.recipe import DEFAULT_RECIPE
+
 import numpy as np
 
 DEFAULT_SWEEP = [  # (nprobe, k_prime, n_candidates)
@@ -141,7 +143,7 @@ def main(command: str = "bench", argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True)
     p.add_argument("--cache", required=True, help="folder for encoded shards (reused across runs)")
     p.add_argument("--index", required=True, help="index directory (built from the cache if missing)")
-    p.add_argument("--recipe", default="pool2,res2")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE)
     p.add_argument("--out", default="docs/bench")
     p.add_argument("--model", default=None)
     p.add_argument("--split", default="test")

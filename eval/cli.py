@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from indexes.recipe import DEFAULT_RECIPE
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera eval", description=(
@@ -19,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="index directory (built, or rebuilt, when it does not match)")
     p.add_argument("--split", default=None, help="qrels split (default: test for BEIR, dev.small for MS MARCO)")
     p.add_argument("--model", default=None, help="encoder for a new index (default: bundled)")
-    p.add_argument("--recipe", default="pool2,res2", help="index recipe (default pool2,res2)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"index recipe (default {DEFAULT_RECIPE})")
     p.add_argument("--cache", default=None, help="encoded shards (default: INDEX-cache); a rerun resumes from them")
     p.add_argument("-k", type=int, default=1000, help="documents retrieved per query (default 1000, for Recall@1000)")
     p.add_argument("--engine", choices=["token", "vocab", "union", "exhaustive"], default="token",

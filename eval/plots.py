@@ -47,3 +47,29 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], path: Path, *,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[float]], path: Path, *, ylabel: str, title: str,
+                 hline: float | None = None, ylim: tuple[float, float] | None = None) -> None:
+    """One group of bars per name in `groups`, one bar per series (name -> a value per group)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    if hline is not None:
+        ax.axhline(hline, color="grey", linewidth=1, linestyle="--")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(len(series), 6))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

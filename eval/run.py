@@ -15,7 +15,7 @@ from .datasets import Dataset
 from .metrics import evaluate, write_trec_run
 
 __all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_uncompressed",
-           "evaluate_collection", "UNCOMPRESSED"]
+           "evaluate_collection", "UNCOMPRESSED", "HYBRID_REFERENCE"]
 
 
 @dataclass
@@ -97,20 +97,43 @@ def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: in
 
 
 def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray, k: int,
-                     device=None) -> EngineResult:
-    """Exhaustive MaxSim over the uncompressed, unpooled vectors with whole queries (eval.reference)."""
+                     device=None, lexical_searcher=None) -> list[EngineResult]:
+    """Exhaustive MaxSim over the uncompressed, unpooled vectors with whole queries (eval.reference),
+    and, given the index's lexical searcher (fusion="lexical"), the hybrid reference: the default
+    fusion (indexes.fusion) of that ranking with the same BM25, so that what the index loses and
+    what the fusion adds can be read apart."""
+    from indexes.fusion import fuse
+    from retriever.searcher import HYBRID_DEPTH, HYBRID_FUSION
+
     from .reference import uncompressed_search
 
     started = time.perf_counter()
     scores, positions = uncompressed_search(query_embeddings, doc_embeddings.vectors, doc_embeddings.lengths,
-                                            k=min(k, len(data.documents)), device=device)
+                                            k=min(max(k, HYBRID_DEPTH), len(data.documents)), device=device)
     seconds = time.perf_counter() - started
-    run = {q.id: {data.documents[p].id: float(s) for p, s in zip(positions[i], scores[i]) if p >= 0}
-           for i, q in enumerate(data.queries)}
-    return EngineResult(UNCOMPRESSED, evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)
+    ids = np.array([d.id for d in data.documents] + [""])        # position -1 -> ""
+
+    def as_run(s: np.ndarray, p: np.ndarray, id_of: np.ndarray) -> dict:
+        return {q.id: {id_of[j]: float(v) for j, v in zip(p[i][:k], s[i][:k]) if j >= 0}
+                for i, q in enumerate(data.queries)}
+
+    run = as_run(scores, positions, ids)
+    results = [EngineResult(UNCOMPRESSED, evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)]
+    if lexical_searcher is not None:
+        texts = [q.text for q in data.queries]
+        lexical = lexical_searcher.search_batch(query_embeddings, k=HYBRID_DEPTH, texts=texts)
+        # The lexical side names index documents: put them in the reference's numbering by id.
+        number = {d: j for j, d in enumerate(ids[:-1].tolist())}
+        lex_positions = np.array([[number.get(d, -1) for d in row] + [-1] * (lexical.indices.shape[1] - len(row))
+                                  for row in lexical.doc_ids], dtype=np.int64).reshape(lexical.indices.shape)
+        fused = fuse((scores, positions), (lexical.scores, lex_positions), min(k, 2 * HYBRID_DEPTH), HYBRID_FUSION)
+        run = as_run(*fused, ids)
+        results.append(EngineResult(HYBRID_REFERENCE, evaluate(run, data.qrels), {}, results[0].queries_per_second, run))
+    return results
 
 
 UNCOMPRESSED = "uncompressed exhaustive MaxSim (reference)"
+HYBRID_REFERENCE = "uncompressed reference + BM25, default fusion (hybrid reference)"
 
 
 def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], *, k: int = 1000,
@@ -142,7 +165,8 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
             results.append(run_engine(label, searcher_for(index, encoder, device=device, **other),
                                       embeddings, data, k, term_ids=term_ids))
     if reference is not None:
-        results.append(run_uncompressed(data, reference, embeddings, k, device=device))
+        results += run_uncompressed(data, reference, embeddings, k, device=device,
+                                    lexical_searcher=searcher_for(index, encoder, fusion="lexical"))
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         for r in results:

@@ -20,6 +20,8 @@ import json
 import time
 from pathlib import Path
 
+from indexes.recipe import DEFAULT_RECIPE
+
 import numpy as np
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", required=True)
     p.add_argument("--docs", type=int, default=50_000)
     p.add_argument("--chunk", type=int, default=10_000)
-    p.add_argument("--recipe", default="pool2,res2")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE)
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--codec-from-first-chunk", action="store_true",
                    help="size the codec for the first chunk (the old behaviour) instead of the whole collection")

@@ -11,10 +11,18 @@
   on topic, but no answer leaked), then the original query. This is the shape of a RAG query that
   carries context before the question, and it puts the question past the 32nd token, where the
   old query encoder cut.
+- `title_query_collection` (lexically weak): a titled collection's titles become the queries for
+  their own abstracts, and every abstract loses its title and every word of its title (and any
+  word sharing a 5-letter stem with one), so the relevant document shares almost no word with its
+  query: BM25 must match by accident, dense search by meaning.
+- `title_document_collection` (short documents): a titled collection's documents cut to their
+  titles (Cranfield: 12 words on median), same queries and qrels: a reduction that halves every
+  document removes the vectors that tell these apart.
 
     python -m eval.stress --out /tmp/stress [--base ../shared/data/scifact]
 
-writes both as BEIR folders (`attributes/`, `long-<base>/`) for `tessera eval --dataset`.
+writes them as BEIR folders (`attributes/`, `long-<base>/`, `titles-<titled>/`, `tq-<titled>/`) for
+`tessera eval --dataset`.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from retriever.corpus import Document, Query
 
 from .datasets import Dataset, load_dataset
 
-__all__ = ["attribute_collection", "long_query_collection", "write_beir"]
+__all__ = ["attribute_collection", "long_query_collection", "title_query_collection", "title_document_collection",
+           "write_beir"]
 
 _FIRST = ("Ada Bruno Chen Dara Emil Fatima Goran Hana Ivo Jonas Kiri Lena Mateo Nia Omar Priya Quinn Rosa Sven "
           "Tariq Uma Vera Wen Xavi Yusuf Zoe Amir Bea Carlos Dmitri").split()
@@ -103,6 +112,61 @@ def long_query_collection(base: Dataset, context_words: int = 60) -> Dataset:
     return Dataset(f"long-{base.name}", base.documents, queries, base.qrels)
 
 
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def _content_words(text: str) -> set[str]:
+    from retriever.stopwords import ENGLISH_STOPWORDS
+
+    return {w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOPWORDS and len(w) > 1}
+
+
+def _without_words(text: str, banned: set[str], stems: bool = False) -> str:
+    """`text` (lower-cased) with every word in `banned` removed (with `stems`, also every word
+    sharing its first 5 letters with a banned word of at least 5 letters)."""
+    stems = {w[:5] for w in banned if len(w) >= 5} if stems else set()
+
+    def keep(match: re.Match) -> str:
+        w = match.group(0)
+        return "" if w in banned or (len(w) >= 5 and w[:5] in stems) else w
+
+    return re.sub(r"\s+", " ", _WORD.sub(keep, text.lower())).strip()
+
+
+def title_query_collection(base: Dataset, n_queries: int = 300, min_title_words: int = 5, seed: int = 0) -> Dataset:
+    """Titles of `base` as queries for their own documents, which lose their title words.
+
+    Every document's text drops its leading title (Cranfield repeats it) and every content word of
+    its title (see `_without_words`); `n_queries` documents with titles of at least
+    `min_title_words` words (seeded sample) give the queries, query id "t" + document id, each
+    with that one document relevant."""
+    documents, candidates = [], []
+    for d in base.documents:
+        text = d.text[len(d.title):] if d.title and d.text.startswith(d.title) else d.text
+        stripped = _without_words(text, _content_words(d.title)).lstrip(" .")
+        documents.append(Document(id=d.id, title="", text=stripped))
+        if len(d.title.split()) >= min_title_words and len(stripped.split()) >= 10:
+            candidates.append(d)
+    if not candidates:
+        raise ValueError(f"{base.name}: no document has a title of {min_title_words}+ words")
+    rng = np.random.default_rng(seed)
+    chosen = [candidates[i] for i in np.sort(rng.permutation(len(candidates))[:n_queries])]
+    queries = [Query(id=f"t{d.id}", text=d.title.rstrip(" .")) for d in chosen]
+    qrels = {f"t{d.id}": {d.id: 1} for d in chosen}
+    return Dataset(f"tq-{base.name}", documents, queries, qrels)
+
+
+def title_document_collection(base: Dataset) -> Dataset:
+    """`base` with each document cut to its title (documents without one dropped, with their
+    judgments); same queries, judged queries only."""
+    documents = [Document(id=d.id, title="", text=d.title) for d in base.documents if d.title.strip()]
+    kept = {d.id for d in documents}
+    qrels = {q: {d: r for d, r in judged.items() if d in kept} for q, judged in base.qrels.items()}
+    qrels = {q: judged for q, judged in qrels.items() if judged}
+    queries = [q for q in base.queries if q.id in qrels]
+    return Dataset(f"titles-{base.name}", documents, queries, qrels)
+
+
 def write_beir(data: Dataset, folder: str | Path) -> Path:
     """Write a Dataset as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
     folder = Path(folder)
@@ -125,12 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.stress", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder to write attributes/ and long-<base>/ into")
     p.add_argument("--base", default="../shared/data/scifact", help="collection whose queries get long")
+    p.add_argument("--titled", default="../shared/data/cranfield", help="collection with titles (tq-, titles-)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.out)
     print(write_beir(attribute_collection(seed=args.seed), out / "attributes"))
     base = load_dataset(args.base)
     print(write_beir(long_query_collection(base), out / f"long-{base.name}"))
+    titled = load_dataset(args.titled)
+    print(write_beir(title_query_collection(titled, seed=args.seed), out / f"tq-{titled.name}"))
+    print(write_beir(title_document_collection(titled), out / f"titles-{titled.name}"))
     return 0
 
 

@@ -47,7 +47,8 @@ def _reduce(batch: TokenBatch, recipe: Recipe, idf, stopword_ids, seed: int) -> 
     return reduce_tokens(batch.vectors, batch.token_ids, batch.lengths, rules=recipe.prune,
                          pool_factor=recipe.pool_factor, pool_method=recipe.pool_method,
                          stopword_ids=stopword_ids, idf=idf, norms=batch.norms, seed=seed,
-                         min_cosine=recipe.merge_cosine / 100 if recipe.pool_method == "threshold" else 1.0)
+                         min_cosine=recipe.merge_cosine / 100 if recipe.pool_method == "threshold" else 1.0,
+                         min_vectors=recipe.min_vectors)
 
 
 def _segment_arrays(codec: ResidualCodec, reduced: Reduced, vocab_size: int) -> SegmentArrays:

@@ -6,6 +6,8 @@ Grammar: comma-separated parts, each at most once, in any order (printed in cano
     kpool<N>    k-means token pooling instead of hierarchical                 e.g. kpool2
     merge<C>    merge only near-duplicate vectors of a document: groups whose  e.g. merge90
                 every pair has cosine >= C/100 (complete linkage), C in 50..99
+    min<M>      pooling leaves a document at least M vectors (one of at most   e.g. min32
+                M vectors keeps all); with pool<N> / kpool<N> only
     stop        prune stopword and punctuation tokens
     idf<P>      prune the P% lowest-IDF vectors of each document              e.g. idf20
     first<K>    keep each document's first K vectors                          e.g. first128
@@ -27,7 +29,7 @@ from .reduce import PruneRules
 
 __all__ = ["Recipe", "DEFAULT_RECIPE"]
 
-_PART = re.compile(r"^(pool|kpool|merge|stop|idf|first|norm|pca|res|fp16|c)(\d*)$")
+_PART = re.compile(r"^(pool|kpool|merge|min|stop|idf|first|norm|pca|res|fp16|c)(\d*)$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Recipe:
     pool_factor: int = 1
     pool_method: str = "hierarchical"
     merge_cosine: int = 0            # merge<C>: percent; pool_method "threshold"
+    min_vectors: int = 0             # min<M>: pooling stops at M vectors per document
     prune: PruneRules = PruneRules()
     pca_dim: int | None = None
     nbits: int = 2
@@ -65,6 +68,10 @@ class Recipe:
                 if not 50 <= n <= 99:
                     raise ValueError(f"recipe {text!r}: merge cosine percentage must be 50..99")
                 recipe = replace(recipe, pool_method="threshold", merge_cosine=n)
+            elif name == "min":
+                if not 1 <= n <= 1024:
+                    raise ValueError(f"recipe {text!r}: min vectors must be 1..1024")
+                recipe = replace(recipe, min_vectors=n)
             elif name == "stop":
                 recipe = replace(recipe, prune=replace(recipe.prune, stopwords=True))
             elif name in ("idf", "norm"):
@@ -84,6 +91,8 @@ class Recipe:
                 recipe = replace(recipe, nbits=16)
             elif name == "c":
                 recipe = replace(recipe, n_centroids=n)
+        if recipe.min_vectors and (recipe.pool_method == "threshold" or recipe.pool_factor == 1):
+            raise ValueError(f"recipe {text!r}: min<M> bounds pooling and needs pool<N> or kpool<N> (N >= 2)")
         return recipe
 
     def __str__(self) -> str:
@@ -92,6 +101,8 @@ class Recipe:
             parts.append(f"merge{self.merge_cosine}")
         elif self.pool_factor > 1 or self.pool_method != "hierarchical":
             parts.append(f"{'kpool' if self.pool_method == 'kmeans' else 'pool'}{self.pool_factor}")
+        if self.min_vectors:
+            parts.append(f"min{self.min_vectors}")
         p = self.prune
         if p.stopwords:
             parts.append("stop")
@@ -109,4 +120,6 @@ class Recipe:
         return ",".join(parts)
 
 
-DEFAULT_RECIPE = "pool2,res2"
+# Pooling by 2 with a floor of 16 vectors: documents of up to 16 tokens (titles, records) keep every
+# vector (docs/benchmarks.md "Hybrid fusion and short documents").
+DEFAULT_RECIPE = "pool2,min16,res2"

@@ -16,7 +16,6 @@ All inputs are the concatenated form: vectors (n, dim), per-vector arrays (n,), 
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ except ImportError:                      # no numba: the per-document scipy path
     _agglomerate = None
 
 __all__ = ["PruneRules", "Reduced", "prune_mask", "pool_tokens", "reduce_tokens", "idf_from_token_ids",
-           "threshold_labels"]
+           "threshold_labels", "pooled_counts"]
 
 
 @dataclass(frozen=True)
@@ -186,12 +185,22 @@ def _cluster_labels(vectors: np.ndarray, n_clusters: int, method: str, seed: int
     raise ValueError(f"unknown pooling method {method!r}; valid: 'hierarchical', 'kmeans', 'threshold'")
 
 
+def pooled_counts(lengths: np.ndarray, pool_factor: int, min_vectors: int = 0) -> np.ndarray:
+    """(n_docs,) int64 clusters each document pools to: ceil(n / pool_factor), but never fewer than
+    min(n, min_vectors) (a short document keeps every vector: its few vectors are what tells it
+    apart), and documents of at most 2 vectors, or pool_factor 1, keep theirs."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    k = np.where((lengths <= 2) | (pool_factor == 1), lengths, -(-lengths // max(pool_factor, 1)))
+    return np.maximum(k, np.minimum(lengths, max(int(min_vectors), 0)))
+
+
 def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
                 method: str = "hierarchical", seed: int = 0, workers: int | None = None,
-                min_cosine: float = 1.0) -> Reduced:
-    """Merge each document's vectors into renormalised cluster means: ceil(n / pool_factor)
-    clusters ("hierarchical", "kmeans"), or with method "threshold" as many as it takes for
-    every pair within a cluster to have cosine >= min_cosine (pool_factor is then unused).
+                min_cosine: float = 1.0, min_vectors: int = 0) -> Reduced:
+    """Merge each document's vectors into renormalised cluster means: `pooled_counts` clusters
+    ("hierarchical", "kmeans": ceil(n / pool_factor), at least min(n, min_vectors)), or with method
+    "threshold" as many as it takes for every pair within a cluster to have cosine >= min_cosine
+    (pool_factor and min_vectors are then unused).
 
     vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
     Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
@@ -207,14 +216,14 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
     vectors = _float32(vectors)
     lengths = np.asarray(lengths, dtype=np.int64)
     if _agglomerate is not None and method != "kmeans" and len(lengths):
-        return _pool_compiled(vectors, lengths, token_ids, pool_factor, method, min_cosine)
+        return _pool_compiled(vectors, lengths, token_ids, pool_factor, method, min_cosine, min_vectors)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     workers = max(1, workers or os.cpu_count() or 1)
     bounds = np.linspace(0, len(lengths), min(workers * 4, max(len(lengths), 1)) + 1).astype(np.int64)
 
     def pool_range(first: int, end: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return [_pool_document(vectors[offsets[d]:offsets[d + 1]], token_ids[offsets[d]:offsets[d + 1]],
-                               pool_factor, method, seed, min_cosine) for d in range(first, end)]
+                               pool_factor, method, seed, min_cosine, min_vectors) for d in range(first, end)]
 
     with ThreadPoolExecutor(workers) as pool:
         parts = [doc for chunk in pool.map(pool_range, bounds[:-1], bounds[1:]) for doc in chunk]
@@ -239,15 +248,14 @@ def _float32(vectors: np.ndarray) -> np.ndarray:
 
 
 def _pool_compiled(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray, pool_factor: int,
-                   method: str, min_cosine: float) -> Reduced:
+                   method: str, min_cosine: float, min_vectors: int = 0) -> Reduced:
     if method == "threshold":
         if min_cosine >= 1.0:
             labels = np.arange(len(vectors)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         else:
             labels = _agglomerate.cluster_documents(vectors, lengths, "complete", max_distance=1.0 - min_cosine)
     else:
-        # Documents of at most 2 vectors (or pool factor 1) keep theirs, as the per-document path does.
-        k = np.where((lengths <= 2) | (pool_factor == 1), lengths, -(-lengths // pool_factor))
+        k = pooled_counts(lengths, pool_factor, min_vectors)
         labels = _agglomerate.cluster_documents(vectors, lengths, "ward", n_clusters=k)
     pooled, pooled_lengths, members, counts = _agglomerate.pool_by_labels(vectors, lengths, labels)
     return Reduced(vectors=pooled, lengths=pooled_lengths,
@@ -257,7 +265,8 @@ def _pool_compiled(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarr
 
 
 def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: str,
-                   seed: int, min_cosine: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   seed: int, min_cosine: float = 1.0,
+                   min_vectors: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One document's pooled vectors (c, dim), member token ids in cluster order, members per cluster (c,)."""
     n = len(doc)
     if method == "threshold":
@@ -265,8 +274,8 @@ def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: s
         if labels.max(initial=-1) + 1 >= n:
             return doc, ids, np.ones(n, dtype=np.int64)
     else:
-        n_clusters = math.ceil(n / pool_factor)
-        if pool_factor == 1 or n <= 2 or n_clusters >= n:
+        n_clusters = int(pooled_counts(np.array([n]), pool_factor, min_vectors)[0])
+        if n_clusters >= n:
             return doc, ids, np.ones(n, dtype=np.int64)
         labels = _cluster_labels(doc, n_clusters, method, seed)
     order = np.argsort(labels, kind="stable")
@@ -279,7 +288,8 @@ def _pool_document(doc: np.ndarray, ids: np.ndarray, pool_factor: int, method: s
 def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarray, *,
                   rules: PruneRules = PruneRules(), pool_factor: int = 1, pool_method: str = "hierarchical",
                   stopword_ids: np.ndarray | None = None, idf: np.ndarray | None = None,
-                  norms: np.ndarray | None = None, seed: int = 0, min_cosine: float = 1.0) -> Reduced:
+                  norms: np.ndarray | None = None, seed: int = 0, min_cosine: float = 1.0,
+                  min_vectors: int = 0) -> Reduced:
     """Prune, then pool. Shapes as in `Reduced`; counts of removed vectors per rule."""
     keep, removed = prune_mask(rules, token_ids, lengths, stopword_ids=stopword_ids, idf=idf, norms=norms)
     doc_of = np.repeat(np.arange(len(lengths)), lengths)
@@ -287,6 +297,6 @@ def reduce_tokens(vectors: np.ndarray, token_ids: np.ndarray, lengths: np.ndarra
     every = keep.all()                 # the default recipe prunes nothing: no copy
     pooled = pool_tokens(vectors if every else np.asarray(vectors)[keep], kept_lengths,
                          token_ids if every else np.asarray(token_ids)[keep], pool_factor, pool_method, seed,
-                         min_cosine=min_cosine)
+                         min_cosine=min_cosine, min_vectors=min_vectors)
     pooled.removed = {**removed, **pooled.removed}
     return pooled

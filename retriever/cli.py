@@ -46,7 +46,7 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", action="store_true",
                    help="dense (late-interaction) ranking only; by default it is fused with BM25 over the "
                         "index's own lexical lists (the measured default fusion)")
-    p.add_argument("--fusion", default=None, choices=["rrf", "interpolate", "none", "lexical"],
+    p.add_argument("--fusion", default=None, choices=["adaptive", "rrf", "interpolate", "none", "lexical"],
                    help="fusion to use instead of the default (lexical: BM25 alone)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the dense side in interpolation")
     p.add_argument("--filter", default=None, metavar="JSON",

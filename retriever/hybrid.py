@@ -1,6 +1,6 @@
 """Hybrid search: fuse a lexical ranking (BM25) with Tessera's late-interaction ranking.
 
-Two fusions, chosen per query:
+Fusions (the array versions, and "adaptive", the default of a Searcher: indexes/fusion.py):
 - "rrf": reciprocal-rank fusion, score(d) = sum over rankings of 1 / (rrf_k + rank(d)), ranks from
   1 (Cormack et al. 2009; rrf_k = 60 as there). Needs no score calibration.
 - "interpolate": each ranking's scores min-max normalised to [0, 1] over its own list, then
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 __all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse", "HybridSearcher"]
 
-FUSIONS = ("rrf", "interpolate", "none", "lexical")
+FUSIONS = ("rrf", "interpolate", "none", "lexical", "adaptive")
 
 
 class LexicalSearcher(Protocol):
@@ -65,7 +65,29 @@ def fuse(dense: Sequence[tuple], lexical: Sequence[tuple], fusion: str, alpha: f
         return reciprocal_rank_fusion([[d for d, _ in dense], [d for d, _ in lexical]], rrf_k=rrf_k)
     if fusion == "interpolate":
         return interpolate_scores(dense, lexical, alpha)
+    if fusion == "adaptive":
+        return _adaptive(dense, lexical)
     raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+
+
+def _adaptive(dense: Sequence[tuple], lexical: Sequence[tuple]) -> list[tuple]:
+    """indexes.fusion's "adaptive" fusion of two (doc, score) lists, docs mapped to positions."""
+    import numpy as np
+
+    from indexes.fusion import fuse as fuse_arrays
+
+    docs = list(dict.fromkeys([d for d, _ in dense] + [d for d, _ in lexical]))
+    number = {d: i for i, d in enumerate(docs)}
+
+    def arrays(hits):
+        width = max(1, len(hits))
+        scores, positions = np.full((1, width), -np.inf, np.float32), np.full((1, width), -1, np.int64)
+        scores[0, :len(hits)] = [s for _, s in hits]
+        positions[0, :len(hits)] = [number[d] for d, _ in hits]
+        return scores, positions
+
+    scores, positions = fuse_arrays(arrays(dense), arrays(lexical), max(1, len(docs)), "adaptive")
+    return [(docs[p], float(s)) for p, s in zip(positions[0].tolist(), scores[0].tolist()) if p >= 0]
 
 
 class HybridSearcher:

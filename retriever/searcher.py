@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from indexes.engine import BACKENDS, Engine
+from indexes.fusion import FUSIONS, fuse
 from indexes.maxsim import pick_device
 
 from .encoder import Encoder
-from .hybrid import FUSIONS, fuse
 from .index import Index
 
 __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES", "fusion_setting", "scaled_nprobe", "MAX_K"]
@@ -22,10 +22,11 @@ __all__ = ["SearchResults", "Searcher", "PRESETS", "ENGINES", "fusion_setting", 
 # (the first stages of indexes/engine.py that take query vectors alone, and "vocab" / "union" with term ids)
 ENGINES = ("token", "vocab", "union", "exhaustive")
 
-# Hybrid search (BM25 lists stored in the index fused with the dense ranking): on by default, and
-# the fusion and its weight, chosen by measurement on five collections for the smallest worst-case
-# shortfall against the better of dense and BM25 (docs/benchmarks.md "Defaults on unseen data").
-HYBRID_FUSION = "interpolate"
+# Hybrid search (BM25 lists stored in the index fused with the dense ranking): on by default, with
+# the fusion chosen by measurement on seven collections for the smallest worst-case shortfall
+# against the better of dense and BM25 (indexes/fusion.py; docs/benchmarks.md "Hybrid fusion").
+# HYBRID_ALPHA is the dense weight of the fixed "interpolate" fusion, when asked for.
+HYBRID_FUSION = "adaptive"
 HYBRID_ALPHA = 0.65
 MAX_K = 1_000               # results per query at most (the server's limit too): k sizes per-query arrays
 HYBRID_DEPTH = 100          # results each side contributes before fusion (at least k)
@@ -98,19 +99,12 @@ def lexical_rankings(store, texts: Sequence[str], depth: int,
 
 def fuse_rankings(dense: tuple[np.ndarray, np.ndarray] | None, lexical: tuple[np.ndarray, np.ndarray], k: int,
                   fusion: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, fuse the dense and the lexical (scores, positions) rows (-1 padding ignored);
-    returns the top-k (scores (n, k), positions (n, k)) padded as above."""
-    n = len(lexical[0])
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
-    positions = np.full((n, k), -1, dtype=np.int64)
-    for i in range(n):
-        dense_hits = [] if dense is None else [(p, s) for p, s in zip(dense[1][i].tolist(), dense[0][i].tolist())
-                                               if p >= 0]
-        lex_hits = [(p, s) for p, s in zip(lexical[1][i].tolist(), lexical[0][i].tolist()) if p >= 0]
-        fused = fuse(dense_hits, lex_hits, fusion, alpha)[:k]
-        scores[i, :len(fused)] = [s for _, s in fused]
-        positions[i, :len(fused)] = [p for p, _ in fused]
-    return scores, positions
+    """The top-k (scores (n, k), positions (n, k)) of the dense and the lexical rankings fused
+    (indexes/fusion.py; -1 padding ignored); dense None: the lexical ranking alone."""
+    if dense is None:
+        dense = (np.full((len(lexical[0]), 1), -np.inf, dtype=np.float32), np.full((len(lexical[0]), 1), -1, np.int64))
+        fusion = "lexical"
+    return fuse(dense, lexical, k, fusion, alpha)
 
 
 def fusion_setting(engine: str, hybrid: bool | None, fusion: str | None,
@@ -139,11 +133,12 @@ class Searcher:
     encoder: the query encoder; by default the one recorded in the index manifest.
     device: where scoring runs ("cuda", "cpu"); by default CUDA when present.
     hybrid: fuse the dense ranking with BM25 over the index's own lexical lists (HYBRID_FUSION
-    with weight `alpha` on the dense side, default HYBRID_ALPHA). None (the default): hybrid
+    "adaptive": the dense weight chosen per query from its scores). None (the default): hybrid
     whenever the query texts are known (strings searched, or texts= given) and the index has
     lexical lists, except with the "exhaustive" engine, which stays the pure MaxSim reference;
-    False: dense only. `fusion` names one of retriever.hybrid.FUSIONS instead ("rrf",
-    "interpolate", "none" = dense only, "lexical" = BM25 only).
+    False: dense only. `fusion` names one of indexes.fusion.FUSIONS instead ("adaptive", "rrf",
+    "interpolate" with weight `alpha` on the dense side (default HYBRID_ALPHA), "none" = dense
+    only, "lexical" = BM25 only).
     """
 
     def __init__(self, index: Index, encoder: Encoder | None = None, *, engine: str = "token",

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from indexes.build import TokenBatch, build_index, fit_codec
+from indexes.recipe import DEFAULT_RECIPE
 from indexes.reduce import idf_from_token_ids
 from indexes.sharded import commit_shards, new_shard_names
 
@@ -72,7 +73,7 @@ def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.nda
 
 
 def build_sharded(directory: str | Path, documents: Sequence[Document], encoder: Encoder, *, n_shards: int,
-                  recipe: str = "pool2,res2", ray_address: str | None = None, use_ray: bool = False,
+                  recipe: str = DEFAULT_RECIPE, ray_address: str | None = None, use_ray: bool = False,
                   embeddings: DocumentEmbeddings | None = None, seed: int = 0) -> dict:
     """Build a sharded index; returns the sharded manifest (with per-shard build stats).
 

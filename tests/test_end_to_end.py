@@ -171,6 +171,23 @@ def test_eval_report_and_resume_without_reencoding(tmp_path, monkeypatch, capsys
            for i, q in enumerate(data.queries)}
     assert results["uncompressed exhaustive MaxSim (reference)"]["metrics"]["nDCG@10"] == \
         pytest.approx(evaluate(run, data.qrels)["nDCG@10"], abs=1e-4)
+    # The hybrid reference: the default fusion of that reference ranking with the index's BM25.
+    from indexes.fusion import fuse
+    from retriever import Index, Searcher
+    ids = np.array([d.id for d in data.documents])
+    order = np.argsort([-np.array(list(run[q.id].values())) for q in data.queries], axis=1, kind="stable")[:, :100]
+    reference = (np.array([np.array(list(run[q.id].values()))[o] for q, o in zip(data.queries, order)],
+                          dtype=np.float32), order.astype(np.int64))
+    lexical = Searcher(Index.open(index), encoder=encoder, fusion="lexical").search_batch(
+        queries, k=100, texts=[q.text for q in data.queries])
+    position = {d: j for j, d in enumerate(ids.tolist())}
+    lex_positions = np.array([[position[d] for d in row] + [-1] * (100 - len(row)) for row in lexical.doc_ids])
+    fused_scores, fused_positions = fuse(reference, (lexical.scores, lex_positions), 200, "adaptive")
+    fused = {q.id: {ids[p]: float(s) for p, s in zip(fused_positions[i], fused_scores[i]) if p >= 0}
+             for i, q in enumerate(data.queries)}
+    assert "hybrid reference" in table
+    assert results["uncompressed reference + BM25, default fusion (hybrid reference)"]["metrics"]["nDCG@10"] == \
+        pytest.approx(evaluate(fused, data.qrels)["nDCG@10"], abs=1e-4)
     # As if the run had been killed after encoding: the index is gone, the encoded shards remain.
     import shutil
     shutil.rmtree(index)

@@ -99,7 +99,7 @@ def test_hybrid_searcher_fuses_the_two_rankings(small_index):
         assert [d for d, _ in got] == [d for d, _ in expected[:4]]
         np.testing.assert_allclose([s for _, s in got], [s for _, s in expected[:4]], rtol=1e-5)
     default = Searcher(index, encoder=encoder).search(query, k=3)          # hybrid is the default with texts
-    explicit = Searcher(index, encoder=encoder, fusion="interpolate").search(query, k=3)
+    explicit = Searcher(index, encoder=encoder, fusion="adaptive").search(query, k=3)
     assert default.doc_ids == explicit.doc_ids and default.scores.tolist() == explicit.scores.tolist()
     arrays = Searcher(index, encoder=encoder).search_batch(encoder.encode_queries([query]), k=3)   # no texts
     assert arrays.doc_ids[0] == [d for d, _ in dense[:3]]

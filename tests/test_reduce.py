@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from indexes.reduce import PruneRules, idf_from_token_ids, pool_tokens, prune_mask, reduce_tokens
+from indexes.reduce import PruneRules, idf_from_token_ids, pool_tokens, pooled_counts, prune_mask, reduce_tokens
 from conftest import synthetic_batch
 
 
@@ -27,6 +27,34 @@ def test_hierarchical_pooling_counts_and_members(pool_factor):
         members = pooled.member_token_ids[pooled.member_offsets[pstart]:pooled.member_offsets[pstart + m]]
         assert sorted(members.tolist()) == sorted(b.token_ids[start:start + n].tolist())
         start, pstart = start + n, pstart + m
+
+
+@pytest.mark.parametrize("method", ["hierarchical", "kmeans"])
+@pytest.mark.parametrize("min_vectors", [4, 12])
+def test_short_documents_keep_the_minimum_of_vectors(method, min_vectors):
+    b = synthetic_batch(n_docs=40, seed=min_vectors, min_len=1, max_len=40)
+    pooled = pool_tokens(b.vectors, b.lengths, b.token_ids, 3, method, min_vectors=min_vectors)
+    n = b.lengths
+    want = np.maximum(np.where(n <= 2, n, -(-n // 3)), np.minimum(n, min_vectors))
+    assert pooled.lengths.tolist() == want.tolist() == pooled_counts(n, 3, min_vectors).tolist()
+    assert (pooled.lengths[n <= min_vectors] == n[n <= min_vectors]).all()          # short ones keep all
+    assert (pooled.lengths >= np.minimum(n, min_vectors)).all()
+    long = n >= 3 * min_vectors
+    assert (pooled.lengths[long] == np.ceil(n[long] / 3)).all()                      # long ones pool as before
+    unbounded = pool_tokens(b.vectors, b.lengths, b.token_ids, 3, method)
+    assert pooled.lengths.sum() >= unbounded.lengths.sum()
+
+
+def test_a_recipe_with_a_minimum_builds_with_it(tmp_path):
+    from indexes.build import build_index
+    from indexes.store import IndexStore
+    from conftest import synthetic_docs
+
+    b = synthetic_batch(n_docs=30, seed=1, min_len=3, max_len=30)
+    build_index(tmp_path / "i", b, synthetic_docs(30), recipe="pool2,min10,res2", info={"encoder": {}}, vocab_size=500)
+    store = IndexStore.open(tmp_path / "i")
+    assert store.manifest["recipe"] == "pool2,min10,res2"
+    assert sum(s.entry["n_vectors"] for s in store.segments) == int(pooled_counts(b.lengths, 2, 10).sum())
 
 
 def test_pooled_vector_is_mean_of_its_members():

@@ -136,17 +136,16 @@ def test_sharded_index_adds_deletes_and_filters_like_one_index(tmp_path, documen
 def test_sharded_hybrid_merges_each_side_then_fuses(tmp_path, documents, encoder):
     """Hybrid over shards: the dense side equals one index's (same codec); BM25 uses each shard's
     own statistics, so the fused list is compared with a fusion of the merged sides."""
-    from retriever.hybrid import fuse
+    from indexes.fusion import fuse
 
     build_sharded(tmp_path / "s", documents, encoder, n_shards=2)
     texts = [q.text for q in read_queries(SAMPLE)]
     hybrid = ShardedSearcher(tmp_path / "s", encoder=encoder).search_batch(texts, k=5)
     dense = ShardedSearcher(tmp_path / "s", encoder=encoder, hybrid=False).search_batch(texts, k=100)
     lexical = ShardedSearcher(tmp_path / "s", encoder=encoder, fusion="lexical").search_batch(texts, k=100)
+    want_scores, want_positions = fuse((dense.scores, dense.indices), (lexical.scores, lexical.indices), 5, "adaptive")
     for q in range(len(texts)):
-        expected = fuse([(p, s) for p, s in zip(dense.indices[q].tolist(), dense.scores[q].tolist()) if p >= 0],
-                        [(p, s) for p, s in zip(lexical.indices[q].tolist(), lexical.scores[q].tolist()) if p >= 0],
-                        "interpolate", 0.65)[:5]
+        expected = [(p, s) for p, s in zip(want_positions[q].tolist(), want_scores[q].tolist()) if p >= 0]
         assert hybrid.indices[q].tolist() == [p for p, _ in expected]
         np.testing.assert_allclose(hybrid.scores[q], [s for _, s in expected], rtol=1e-6)
         assert hybrid.doc_ids[q] == [ShardedIndex.open(tmp_path / "s").document(p)["id"] for p, _ in expected]

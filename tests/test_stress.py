@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 from eval.datasets import load_dataset
-from eval.stress import attribute_collection, long_query_collection, write_beir
+from eval.stress import (attribute_collection, long_query_collection, title_document_collection,
+                         title_query_collection, write_beir)
+from retriever.corpus import Document
 from conftest import SAMPLE
 
 
@@ -36,3 +38,41 @@ def test_long_queries_carry_unjudged_context_before_the_question(tmp_path):
     folder = write_beir(long, tmp_path / "long")
     again = load_dataset(folder)
     assert [q.text for q in again.queries] == [q.text for q in long.queries] and again.qrels == long.qrels
+
+
+def _titled():
+    from eval.datasets import Dataset
+    from retriever.corpus import Query
+
+    docs = [Document(id=str(i), title=f"shock waves in supersonic flow number {i}",
+                     text=f"shock waves in supersonic flow number {i} . the shock wave ahead of a blunt body "
+                          f"moving at supersonic speed was measured in experiment {i} with flows of air .")
+            for i in range(30)] + [Document(id="x", title="", text="an untitled note on heat transfer .")]
+    queries = [Query(id="q1", text="heat transfer in shock waves")]
+    return Dataset("titled", docs, queries, {"q1": {"3": 1, "x": 2}})
+
+
+def test_title_queries_share_no_word_with_their_document():
+    base = _titled()
+    data = title_query_collection(base, n_queries=10, seed=1)
+    again = title_query_collection(base, n_queries=10, seed=1)
+    assert [q.id for q in data.queries] == [q.id for q in again.queries] and len(data.queries) == 10
+    assert [q.id for q in title_query_collection(base, n_queries=10, seed=2).queries] != [q.id for q in data.queries]
+    texts = {d.id: d.text for d in data.documents}
+    assert len(texts) == len(base.documents)
+    for q in data.queries:
+        (doc_id, relevance), = data.qrels[q.id].items()
+        assert q.id == f"t{doc_id}" and relevance == 1
+        assert q.text == base.documents[int(doc_id)].title
+        title_words = {w for w in re.findall(r"[a-z0-9]+", q.text) if len(w) > 1} - {"in", "of", "the"}
+        assert not title_words & set(re.findall(r"[a-z0-9]+", texts[doc_id]))     # no title word left
+        assert texts[doc_id].startswith("the ") and "blunt body" in texts[doc_id]                                       # the rest stays
+    # Word-stem removal ("waves" takes "wave") only when asked for.
+    assert " wave " in texts["3"] and "flows" in texts["3"]
+
+
+def test_title_documents_keep_only_titles_and_the_judgments_they_can_meet():
+    base = _titled()
+    data = title_document_collection(base)
+    assert [d.text for d in data.documents] == [d.title for d in base.documents[:30]]
+    assert data.qrels == {"q1": {"3": 1}} and [q.id for q in data.queries] == ["q1"]
