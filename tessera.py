@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "index": ("retriever.cli", "encode a corpus and write an index"),
     "search": ("retriever.cli", "search an index with one or more queries"),
+    "verify": ("retriever.cli", "check every file of an index against its checksums (exit 3 if any is damaged)"),
     "eval": ("eval.cli", "run a collection's test queries and report standard metrics"),
     "bench": ("eval.bench", "sweep query-engine settings against exhaustive search: quality and latency"),
     "serve": ("server.cli", "run the HTTP search API (FastAPI under uvicorn)"),

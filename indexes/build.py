@@ -18,6 +18,7 @@ from .recipe import Recipe
 from .reduce import Reduced, idf_from_token_ids, reduce_tokens
 from .segment import SegmentArrays
 from .store import IndexStore
+from .verify import require_intact
 from .writes import LOCK_TIMEOUT, append_segment, check_build_target, create_index, rewrite_index
 
 __all__ = ["TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
@@ -147,6 +148,9 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
     and compresses again, keeping the original projection so queries still fit.
     """
     store = IndexStore.open(directory, verify=False)
+    # Compaction copies every stored byte into a new segment with a fresh checksum: verify first,
+    # so that bytes which rotted since the index was opened are refused, never re-signed.
+    require_intact(directory, store.manifest, "retrain" if retrain else "compact")
     parts = {k: [] for k in ("codes", "residuals", "lengths", "member_counts", "member_token_ids")}
     documents = []
     base = 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -89,6 +90,9 @@ class SegmentArrays:
 MAX_METADATA_DEPTH = 16
 
 
+MAX_STORED_INT = int(sys.float_info.max)
+
+
 def check_stored_value(value, where: str, depth: int = 0) -> None:
     """Refuse what could be written but not read back as written: nesting deeper than
     MAX_METADATA_DEPTH, NaN or infinite numbers (JSON has none), strings that are not valid
@@ -97,6 +101,10 @@ def check_stored_value(value, where: str, depth: int = 0) -> None:
         raise ValueError(f"{where}: nested more than {MAX_METADATA_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where}: {value} is not a JSON number (NaN and infinity cannot be stored)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_STORED_INT:
+        # Filters compare numbers as float64: an integer past its range could never be compared.
+        raise ValueError(f"{where}: an integer of about {int(value.bit_length() * 0.30103) + 1} digits is beyond what filters can compare "
+                         "(at most about 1.8e308 in magnitude); store it as a string")
     if isinstance(value, str):
         try:
             value.encode("utf-8")

@@ -31,6 +31,7 @@ from .codec import ResidualCodec
 from .files import IndexFormatError, fsync_dir, write_file, write_npy, writer_lock
 from .segment import SegmentArrays, write_segment
 from .store import FORMAT_NAME, FORMAT_VERSION, MANIFEST, IndexStore, read_manifest
+from .verify import require_intact
 
 __all__ = ["GRACE_SECONDS", "LOCK_TIMEOUT", "check_build_target", "create_index", "append_segment",
            "delete_documents", "rewrite_index"]
@@ -158,6 +159,7 @@ def append_segment(directory: str | Path, arrays: SegmentArrays | Callable[[Inde
     _check_unique(ids)
     with writer_lock(directory, lock_timeout):
         store = IndexStore.open(directory, verify=False)
+        require_intact(directory, store.manifest, "add documents", segments=False)   # codes with the codec
         if codec_name is not None and codec_name != store.manifest["codec"]["name"]:
             raise ValueError(f"{directory}: the index's codec changed (rebuilt or retrained) since these "
                              "documents were coded; code them again")
@@ -181,6 +183,7 @@ def delete_documents(directory: str | Path, doc_ids: list[str], missing_ok: bool
     directory = Path(directory)
     with writer_lock(directory, lock_timeout):
         store = IndexStore.open(directory, verify=False)
+        require_intact(directory, store.manifest, "delete documents", segments=False)   # rewrites tombstones
         missing = [i for i in doc_ids if str(i) not in store.position_of]
         if missing and not missing_ok:
             raise KeyError(f"{len(missing)} document id(s) not in the index, e.g. {missing[0]!r}")

@@ -21,6 +21,8 @@ def _index_parser() -> argparse.ArgumentParser:
                    help="documents per forward pass (default: 32 on the CPU, 128 on CUDA)")
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
+    p.add_argument("--max-text-chars", type=int, default=None,
+                   help="longest title or text accepted, in characters (default 100,000, as the server)")
     p.add_argument("--force", action="store_true",
                    help="build into a folder that holds other files too (they are kept, never deleted)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -58,7 +60,7 @@ def _search_parser() -> argparse.ArgumentParser:
 
 def run_index(args: argparse.Namespace) -> int:
     from .checkpoints import load_encoder
-    from .corpus import read_corpus
+    from .corpus import MAX_TEXT_CHARS, read_corpus
     from .index import Index
 
     from indexes.recipe import DEFAULT_RECIPE, Recipe
@@ -76,7 +78,10 @@ def run_index(args: argparse.Namespace) -> int:
         raise ValueError("--ray builds shards: give --shards N too")
     if not args.shards:
         check_build_target(args.index, args.force)
-    documents = read_corpus(args.corpus, on_error="skip" if args.skip_invalid else "raise")
+    max_chars = MAX_TEXT_CHARS if args.max_text_chars is None else args.max_text_chars
+    if max_chars < 1:
+        raise ValueError(f"--max-text-chars must be at least 1, got {max_chars}")
+    documents = read_corpus(args.corpus, on_error="skip" if args.skip_invalid else "raise", max_text_chars=max_chars)
     if args.limit is not None:
         documents = documents[: args.limit]
     encoder = load_encoder(args.model, device=args.device, runtime=args.runtime)
@@ -89,7 +94,7 @@ def run_index(args: argparse.Namespace) -> int:
               f"({manifest['build']['seconds']:.1f} s{', on Ray' if manifest['ray'] else ''})")
         return 0
     index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
-                        batch_size=args.batch_size, cache_dir=args.cache, force=args.force)
+                        batch_size=args.batch_size, cache_dir=args.cache, force=args.force, max_text_chars=max_chars)
     print(describe_build(index))
     return 0
 
@@ -152,15 +157,43 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tessera verify",
+                                description="Check every file of an index against its manifest's sizes and checksums.")
+    p.add_argument("--index", required=True, help="index directory (single or sharded)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    return p
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Per-file report; exit status 0 when every file is intact, 3 when any is damaged."""
+    from indexes.verify import verify_index
+
+    report = verify_index(args.index)
+    for c in report:
+        if args.json:
+            print(json.dumps({"file": str(c.path), "bytes": c.bytes, "ok": c.ok, "problem": c.problem}))
+        else:
+            print(f"{'ok     ' if c.ok else 'DAMAGED'} {c.path}" + ("" if c.ok else f": {c.problem}"))
+    bad = sum(not c.ok for c in report)
+    total = sum(c.bytes for c in report)
+    print(f"tessera verify: {len(report)} files, {total / 2**20:.1f} MiB, "
+          + ("all intact" if not bad else f"{bad} damaged"), file=sys.stderr)
+    return 3 if bad else 0
+
+
 def main(command: str, argv: list[str]) -> int:
-    if command == "index":
+    if command == "verify":
+        args = _verify_parser().parse_args(argv)
+        runner = run_verify
+    elif command == "index":
         args = _index_parser().parse_args(argv)
         runner = run_index
     elif command == "search":
         args = _search_parser().parse_args(argv)
         runner = run_search
     else:
-        raise ValueError(f"retriever.cli handles 'index' and 'search', not {command!r}")
+        raise ValueError(f"retriever.cli handles 'index', 'search' and 'verify', not {command!r}")
     try:
         return runner(args)
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
+from indexes.segment import check_stored_value
+
+# Characters of one title or text at most (encoders read the first few hundred tokens; a longer
+# text costs tokenisation time for nothing). The server's limit too.
+MAX_TEXT_CHARS = 100_000
+
 __all__ = ["CorpusFormatError", "Document", "Query", "read_corpus", "read_queries"]
 
 
@@ -88,15 +94,20 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | CorpusFormatError]]
         except json.JSONDecodeError as e:
             yield line_no, CorpusFormatError(path, line_no, f"invalid JSON ({e.msg} at column {e.colno})")
             continue
+        except ValueError as e:         # e.g. an integer of more digits than Python converts
+            yield line_no, CorpusFormatError(path, line_no, f"invalid JSON value ({e})")
+            continue
         if not isinstance(obj, dict):
             obj = CorpusFormatError(path, line_no, "expected a JSON object")
         else:
             try:
                 json.dumps(obj, allow_nan=False, ensure_ascii=False).encode("utf-8")
+                check_stored_value(obj.get("metadata"), "field 'metadata'")
             except (UnicodeEncodeError, ValueError) as e:
-                why = ("a lone surrogate (\\ud800-\\udfff escape)" if isinstance(e, UnicodeEncodeError)
-                       else "NaN or infinity")
-                obj = CorpusFormatError(path, line_no, f"holds {why}, which cannot be stored")
+                why = ("holds a lone surrogate (\\ud800-\\udfff escape), which cannot be stored"
+                       if isinstance(e, UnicodeEncodeError) else
+                       "holds NaN or infinity, which cannot be stored" if "Out of range float" in str(e) else str(e))
+                obj = CorpusFormatError(path, line_no, why)
         yield line_no, obj
 
 
@@ -178,9 +189,31 @@ def _parse_query(obj: dict, path: Path, line: int) -> Query:
     return Query(id=_string_field(obj, ("_id", "id"), path, line), text=_string_field(obj, ("text",), path, line))
 
 
-def read_corpus(path: str | Path, on_error: Literal["raise", "skip"] = "raise") -> list[Document]:
-    """Documents from a BEIR folder, a .jsonl file or a .tsv file, in file order."""
-    return _read(_resolve(path, "corpus.jsonl"), _parse_document, on_error)
+def read_corpus(path: str | Path, on_error: Literal["raise", "skip"] = "raise",
+                max_text_chars: int = MAX_TEXT_CHARS) -> list[Document]:
+    """Documents from a BEIR folder, a .jsonl file or a .tsv file, in file order; a title or text
+    longer than max_text_chars characters is a malformed line (the server's limit too)."""
+    if max_text_chars < 1:
+        raise ValueError(f"max_text_chars must be at least 1, got {max_text_chars}")
+
+    def parse(obj: dict, path: Path, line: int) -> Document:
+        document = _parse_document(obj, path, line)
+        problem = text_too_long(document, max_text_chars)
+        if problem:
+            raise CorpusFormatError(path, line, problem)
+        return document
+
+    return _read(_resolve(path, "corpus.jsonl"), parse, on_error)
+
+
+def text_too_long(document: Document, max_text_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """The problem, when the document's title or text is over max_text_chars characters."""
+    for name in ("text", "title"):
+        n = len(getattr(document, name) or "")
+        if n > max_text_chars:
+            return (f"field {name!r}: {n:,} characters, over the limit of {max_text_chars:,} "
+                    "(raise it with --max-text-chars / max_text_chars=, or split the document)")
+    return None
 
 
 def read_queries(path: str | Path, on_error: Literal["raise", "skip"] = "raise") -> list[Query]:

@@ -57,8 +57,8 @@ def check_filter(expr: Any, where: str = "filter", _count: list | None = None) -
                     raise FilterError(f"{where}.{key}.in: expected a list of strings, numbers or booleans")
             elif keys and keys <= set(RANGE_KEYS):
                 for bound, value in condition.items():
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                        raise FilterError(f"{where}.{key}.{bound}: expected a finite number, got {value!r}")
+                    if _number(value) is None:
+                        raise FilterError(f"{where}.{key}.{bound}: expected a finite number, got {_shown(value)}")
             else:
                 raise FilterError(f"{where}.{key}: expected 'in' or range bounds {RANGE_KEYS}, got {sorted(keys)}")
         elif not _scalar(condition):
@@ -66,7 +66,24 @@ def check_filter(expr: Any, where: str = "filter", _count: list | None = None) -
 
 
 def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+    return isinstance(value, (str, bool)) or _number(value) is not None
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a finite float64, or None: not a number (bools are not), NaN, infinite, or an
+    integer past float64's range (a stored value a filter meets this way matches no condition)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _fields(expr: dict) -> set[str]:
@@ -101,8 +118,8 @@ def _load_columns(index, fields: set[str]) -> dict:
                     codes[f][p] = lookup[f].setdefault(key, (len(lookup[f]), value))[0]
         for f in missing:
             values = [v for _, v in sorted(lookup[f].values(), key=lambda x: x[0])]
-            numeric_values = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
-                                       for v in values] + [np.nan], dtype=np.float64)
+            numeric = [_number(v) for v in values]
+            numeric_values = np.array([np.nan if v is None else v for v in numeric] + [np.nan], dtype=np.float64)
             cache[f] = (codes[f], values, numeric_values[codes[f]])     # code -1 picks the trailing NaN
     return cache
 
@@ -113,11 +130,15 @@ def _cache(index) -> dict:
 
 
 def _matches(value, wanted) -> bool:
-    if isinstance(wanted, bool) or isinstance(value, bool):
-        return type(value) is type(wanted) and value == wanted      # a bool matches only a bool
-    if isinstance(wanted, (int, float)):
-        return isinstance(value, (int, float)) and value == wanted
-    return isinstance(value, type(wanted)) and value == wanted
+    """Whether a stored value equals a filter's; never raises (a value it cannot compare: no)."""
+    try:
+        if isinstance(wanted, bool) or isinstance(value, bool):
+            return type(value) is type(wanted) and value == wanted      # a bool matches only a bool
+        if isinstance(wanted, (int, float)):
+            return isinstance(value, (int, float)) and bool(value == wanted)
+        return isinstance(value, type(wanted)) and bool(value == wanted)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _equal(column: tuple, wanted) -> np.ndarray:

@@ -13,7 +13,7 @@ from indexes.store import IndexStore
 from indexes.writes import LOCK_TIMEOUT, check_build_target, delete_documents
 
 from .cache import encode_corpus_cached
-from .corpus import Document
+from .corpus import MAX_TEXT_CHARS, Document, text_too_long
 from .encoder import DocumentEmbeddings, Encoder
 from .stopwords import stopword_token_ids
 
@@ -25,9 +25,13 @@ def encoder_spec(encoder: Encoder) -> dict:
     return {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
 
 
-def check_documents(documents: Sequence[Document]) -> None:
-    """ValueError naming the document and field that could not be stored and read back as given."""
+def check_documents(documents: Sequence[Document], max_text_chars: int = MAX_TEXT_CHARS) -> None:
+    """ValueError naming the document and field that could not be stored and read back as given,
+    or whose title or text is over max_text_chars characters."""
     for d in documents:
+        problem = text_too_long(d, max_text_chars)
+        if problem:
+            raise ValueError(f"document {str(d.id)[:80]!r}: {problem}")
         for name, value in d.to_dict().items():
             check_stored_value(value, f"document {str(d.id)[:80]!r} {name}")
 
@@ -97,7 +101,8 @@ class Index:
     @classmethod
     def build(cls, directory: str | Path, documents: Sequence[Document], encoder: Encoder, *,
               recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int | None = None, cache_dir: str | Path | None = None,
-              show_progress: bool = True, seed: int = 0, force: bool = False) -> "Index":
+              show_progress: bool = True, seed: int = 0, force: bool = False,
+              max_text_chars: int = MAX_TEXT_CHARS) -> "Index":
         """Encode `documents`, reduce and compress them by `recipe`, and write the index.
 
         An index already in `directory` stays readable until the new one replaces it in one
@@ -109,7 +114,7 @@ class Index:
         if not documents:
             raise ValueError("cannot build an index from zero documents")
         check_build_target(directory, force)
-        check_documents(documents)
+        check_documents(documents, max_text_chars)
         if isinstance(recipe, str):
             Recipe.parse(recipe)          # a bad recipe fails before encoding, not after
         if cache_dir is not None:
@@ -137,14 +142,15 @@ class Index:
         return cls(IndexStore.open(directory, verify=False), build_stats=manifest["build"])
 
     def add(self, documents: Sequence[Document], encoder: Encoder | None = None, *, upsert: bool = False,
-            batch_size: int | None = None, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> "Index":
+            batch_size: int | None = None, show_progress: bool = False, lock_timeout: float = LOCK_TIMEOUT,
+            max_text_chars: int = MAX_TEXT_CHARS) -> "Index":
         """Encode and append documents as a new segment (existing codec, no rewrite of old files).
 
         An id already in the index is an error unless upsert=True (then it is replaced).
         """
         if not documents:
             return self
-        check_documents(documents)
+        check_documents(documents, max_text_chars)
         encoder = encoder or self.load_encoder()
         embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                               show_progress=show_progress)

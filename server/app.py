@@ -25,7 +25,8 @@ from retriever.corpus import Document
 from . import models as m
 from .batcher import Job, MicroBatcher
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .state import IndexHandle, LatencyLog
+from .state import IndexDamagedError, IndexHandle, LatencyLog
+from indexes.files import IndexFormatError
 
 ERRORS = {400: {"model": m.Error}, 401: {"model": m.Error}, 404: {"model": m.Error}, 409: {"model": m.Error},
           413: {"model": m.Error}, 422: {"model": m.Error}, 503: {"model": m.Error}}
@@ -33,7 +34,7 @@ RETRY_AFTER_SECONDS = 1     # a write refused because another process holds the 
 
 
 def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, protect_reads: bool = False,
-               window_ms: float = 2.0, max_batch: int = 32) -> FastAPI:
+               window_ms: float = 2.0, max_batch: int = 32, scrub_every: float | None = None) -> FastAPI:
     log = LatencyLog()
     metrics = ServerMetrics()
     batcher = MicroBatcher(window_ms=window_ms, max_batch=max_batch, log=log, on_batch=metrics.batch_size.observe)
@@ -41,7 +42,12 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
+        if scrub_every:
+            for handle in handles.values():
+                handle.start_scrub(scrub_every)
         yield
+        for handle in handles.values():
+            handle.stop_scrub()
         # Graceful stop: uvicorn has finished in-flight requests (each write commits before it
         # answers); let a background compaction commit or give up before the process ends.
         await batcher.stop()
@@ -92,6 +98,10 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"detail": problems}, status_code=422)
 
+    @app.exception_handler(IndexDamagedError)
+    async def damaged(request: Request, exc: IndexDamagedError):
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     def hits(result, return_documents: bool) -> list[m.Hit]:
         scores, positions, doc_ids, snapshot = result
         out = []
@@ -106,6 +116,7 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
     async def run_search(handle, queries, body) -> list:
         job = Job(handle, queries, body.k, body.engine, body.quality,
                   None if body.filter is None else dict(body.filter), body.hybrid)
+        handle.check_intact()
         try:
             return await batcher.search(job)
         except ValueError as e:
@@ -147,6 +158,9 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
             raise HTTPException(409, str(e.args[0])) from e
         except IndexBusyError as e:
             raise HTTPException(503, str(e), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from e
+        except IndexFormatError:                  # a damaged file: the handle is marked, say so
+            handle.check_intact()
+            raise
         except ValueError as e:
             raise HTTPException(400, str(e)) from e
         return m.AddDocumentsResponse(index=name, added=added, documents=len(handle.snapshot.index))
@@ -161,6 +175,9 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
             raise HTTPException(404, f"no document {doc_id!r} in index {name!r}") from e
         except IndexBusyError as e:
             raise HTTPException(503, str(e), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from e
+        except IndexFormatError:
+            handle.check_intact()
+            raise
         return m.DeleteResponse(index=name, deleted=doc_id, documents=len(handle.snapshot.index))
 
     @app.get("/indexes/{name}/documents/{doc_id:path}", response_model=m.DocumentOut, responses=ERRORS,
@@ -194,9 +211,11 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         body = await run_in_threadpool(metrics.render, handles)
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health", response_model=m.Health)
-    async def health() -> m.Health:
-        return m.Health(status="ok", indexes=len(handles))
+    @app.get("/health", response_model=m.Health, responses={503: {"model": m.Health}})
+    async def health():
+        damaged = {name: h.damaged for name, h in handles.items() if h.damaged is not None}
+        body = m.Health(status="damaged" if damaged else "ok", indexes=len(handles), damaged=damaged)
+        return JSONResponse(body.model_dump(), status_code=503) if damaged else body
 
     @app.get("/stats", response_model=m.Stats, dependencies=[Depends(check_read_key)])
     async def stats() -> m.Stats:

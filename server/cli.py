@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="print one JSON line per request (request id, route, status, ms) on stderr")
     p.add_argument("--max-segments", type=int, default=8,
                    help="merge an index's segments after an add leaves more than this many (default 8)")
+    p.add_argument("--scrub-every", type=float, default=6 * 3600, metavar="SECONDS",
+                   help="re-verify every file's checksum this often in the background (default 6 hours; 0: never); "
+                        "an index found damaged is no longer served")
     return p
 
 
@@ -69,7 +72,7 @@ def main(command: str = "serve", argv: list[str] | None = None) -> int:
         print(f"tessera serve: error: {e}", file=sys.stderr)
         return 1
     app = create_app(handles, api_key=key, protect_reads=args.protect_reads,
-                     window_ms=args.batch_window_ms, max_batch=args.max_batch)
+                     window_ms=args.batch_window_ms, max_batch=args.max_batch, scrub_every=args.scrub_every or None)
     if args.access_log:
         import logging
         handler = logging.StreamHandler(sys.stderr)

@@ -32,6 +32,8 @@ class ServerMetrics:
                                     registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64))
         self.documents = Gauge("tessera_index_documents", "live documents", ["index"], registry=self.registry)
         self.bytes = Gauge("tessera_index_bytes", "bytes on disk", ["index"], registry=self.registry)
+        self.damaged = Gauge("tessera_index_damaged", "1 once a checksum of the index failed (not served)", ["index"],
+                             registry=self.registry)
 
     async def middleware(self, request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -56,4 +58,5 @@ class ServerMetrics:
             stats = handle.snapshot.stats
             self.documents.labels(name).set(stats["documents"])
             self.bytes.labels(name).set(stats["bytes"])
+            self.damaged.labels(name).set(int(handle.damaged is not None))
         return generate_latest(self.registry)

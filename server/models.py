@@ -9,35 +9,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from retriever.corpus import MAX_TEXT_CHARS
+from retriever.filters import check_filter
 from retriever.index import check_stored_value
 from retriever.searcher import MAX_K
 
 MAX_QUERY_CHARS = 2_000
 MAX_BATCH = 64
 MAX_DOCUMENTS_PER_ADD = 256
-MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 512
 MAX_BODY_BYTES = 8 * 2**20
 
 Scalar = str | int | float | bool
 
 
-class Range(BaseModel):
-    """A range condition on one metadata field; absent bounds are open."""
-    model_config = ConfigDict(extra="forbid")
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+FILTER_DESCRIPTION = ('metadata filter, the grammar of retriever/filters.py: {"lang": "en", "year": {"gte": 2020}, '
+                      '"tag": {"in": ["a", "b"]}}, several fields all holding, combined with "$and", "$or", "$not"')
 
 
-class In(BaseModel):
-    """Membership: the field equals one of the values."""
-    model_config = ConfigDict(extra="forbid")
-    any_of: list[Scalar] = Field(alias="in", max_length=1_000)
-
-
-Condition = Scalar | Range | In
+def _valid_filter(expr: dict | None) -> dict | None:
+    """The one filter validator (retriever.filters.check_filter): its errors name the wrong part."""
+    if expr is not None:
+        check_filter(expr, "filter")
+    return expr
 
 
 class SearchRequest(BaseModel):
@@ -49,10 +43,10 @@ class SearchRequest(BaseModel):
     engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
     hybrid: bool = Field(default=True, description="fuse with BM25 over the index's own lexical lists "
                                                    "(when it has them); false: the dense ranking alone")
-    filter: dict[str, Condition] | None = Field(
-        default=None, max_length=16,
-        description='metadata conditions, all must hold: {"lang": "en", "year": {"gte": 2020}, "tag": {"in": ["a", "b"]}}')
+    filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
     return_documents: bool = Field(default=True, description="include title, text and metadata, or ids and scores only")
+
+    _filter = field_validator("filter")(classmethod(lambda cls, v: _valid_filter(v)))
 
     @field_validator("query")
     @classmethod
@@ -73,8 +67,10 @@ class BatchSearchRequest(BaseModel):
     quality: Literal["fast", "balanced", "accurate"] = "balanced"
     engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
     hybrid: bool = True
-    filter: dict[str, Condition] | None = Field(default=None, max_length=16)
+    filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
     return_documents: bool = True
+
+    _filter = field_validator("filter")(classmethod(lambda cls, v: _valid_filter(v)))
 
     @field_validator("queries")
     @classmethod
@@ -185,8 +181,10 @@ class Stats(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "damaged"]
     indexes: int
+    damaged: dict[str, str] = Field(default_factory=dict,
+                                    description="index name -> the damaged file and its problem (HTTP 503 then)")
 
 
 class Error(BaseModel):

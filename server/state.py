@@ -22,9 +22,14 @@ from retriever import SearchEngine, SearchIndex, open_index, searcher_for
 from retriever.corpus import Document
 from retriever.encoder import Encoder
 
+from indexes.files import IndexFormatError
 from retriever.filters import filter_mask
 
 log = logging.getLogger("tessera.server")
+
+
+class IndexDamagedError(RuntimeError):
+    """The served index was found damaged (a checksum failed); answered with 503."""
 
 
 @dataclass
@@ -47,8 +52,7 @@ class Snapshot:
     def allowed(self, conditions: dict) -> np.ndarray:
         """(n_positions,) bool mask of a metadata filter (retriever.filters), cached per snapshot
         (RAG apps repeat filters; the metadata columns are cached with the index snapshot)."""
-        expr = {f: c.model_dump(by_alias=True, exclude_none=True) if hasattr(c, "model_dump") else c
-                for f, c in conditions.items()}
+        expr = conditions
         key = json.dumps(expr, sort_keys=True, default=str)
         cache = self.__dict__.setdefault("_allowed", {})
         if key not in cache:
@@ -66,6 +70,11 @@ class IndexHandle:
     background thread and swaps its snapshot in when it commits; if it fails (or another writer
     committed meanwhile), disk and snapshot both stay at the last commit and the next add tries again.
     A writer lock held elsewhere for more than `write_wait` seconds raises IndexBusyError.
+
+    Damage: a write that finds a file whose checksum fails (every write verifies what it reads,
+    indexes/verify.py), or a scrub (`scrub()`, run every `scrub_every` seconds by `start_scrub`)
+    that finds one, marks the index `damaged`: it is then neither searched, written nor compacted
+    (the server answers 503 naming the file, /health reports it) until restarted on a good copy.
     """
 
     def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8,
@@ -81,16 +90,63 @@ class IndexHandle:
         self._compacting = threading.Lock()
         self.compaction_error: str | None = None
         self.compactions = 0
+        self.damaged: str | None = None      # the first damaged file found, with its problem
+        self.scrubs = 0
+        self._stop_scrub = threading.Event()
+
+    def _mark_damaged(self, error: Exception) -> None:
+        if self.damaged is None:
+            self.damaged = str(error)
+            log.error("index %s is damaged and no longer served: %s", self.name, self.damaged)
+
+    def check_intact(self) -> None:
+        """Raise IndexDamagedError once the index was found damaged."""
+        if self.damaged is not None:
+            raise IndexDamagedError(f"index {self.name!r} is damaged ({self.damaged}); it is not served until "
+                                    "restored from a good copy (tessera verify --index DIR lists every file)")
+
+    def scrub(self) -> list:
+        """Verify every file of the served index against its manifest (reads it all once); a
+        damaged one marks the index damaged. Returns the indexes.verify report."""
+        from indexes.verify import verify_index
+
+        with self._write_lock:                   # the files of one commit, not of half of the next
+            report = verify_index(self.directory)
+        bad = [c for c in report if not c.ok]
+        if bad:
+            self._mark_damaged(IndexFormatError(f"{bad[0].path}: {bad[0].problem}"))
+        self.scrubs += 1
+        return report
+
+    def start_scrub(self, every: float) -> None:
+        """Scrub in a background thread every `every` seconds until `stop_scrub`."""
+        def loop() -> None:
+            while not self._stop_scrub.wait(every):
+                try:
+                    self.scrub()
+                except Exception as e:  # noqa: BLE001 - a scrub that cannot run is logged, serving goes on
+                    log.warning("index %s: scrub failed: %s", self.name, e)
+        threading.Thread(target=loop, name=f"tessera-scrub-{self.name}", daemon=True).start()
+
+    def stop_scrub(self) -> None:
+        self._stop_scrub.set()
 
     def _commit(self, change):
+        self.check_intact()
         with self._write_lock:
             writer = open_index(self.directory, verify=False)
-            result = change(writer)
+            try:
+                result = change(writer)
+            except IndexFormatError as e:
+                self._mark_damaged(e)
+                raise
             self.snapshot = Snapshot(open_index(self.directory, verify=False))
         self._maybe_compact()
         return result
 
     def _maybe_compact(self) -> None:
+        if self.damaged is not None:
+            return
         stats = self.snapshot.stats
         if stats["segments"] <= self.max_segments * stats["shards"] or not self._compacting.acquire(blocking=False):
             return
@@ -105,6 +161,9 @@ class IndexHandle:
                 self.snapshot = Snapshot(open_index(self.directory, verify=False))
             self.compactions += 1
             self.compaction_error = None
+        except IndexFormatError as e:            # a damaged file: never copied, the index no longer served
+            self.compaction_error = f"{type(e).__name__}: {e}"
+            self._mark_damaged(e)
         except Exception as e:  # noqa: BLE001 - the last commit stays served; reported in /stats
             self.compaction_error = f"{type(e).__name__}: {e}"
             log.warning("index %s: background compaction failed: %s", self.name, self.compaction_error)

@@ -91,7 +91,27 @@ def test_undecodable_and_unstorable_lines_are_named(tmp_path):
     path.write_text('{"_id": "a", "text": "x", "metadata": {"v": NaN}}\n')
     with pytest.raises(CorpusFormatError, match=r":1: .*NaN"):
         read_corpus(path)
+    path.write_text('{"_id": "a", "text": "x"}\n{"_id": "b", "text": "x", "metadata": {"year": 1' + "0" * 400 + '}}\n')
+    with pytest.raises(CorpusFormatError, match=r":2: field 'metadata'.year: an integer of about 401 digits is beyond"):
+        read_corpus(path)
+    path.write_text('{"_id": "b", "text": "x", "metadata": {"year": 1' + "0" * 5000 + '}}\n')
+    with pytest.raises(CorpusFormatError, match=r":1: invalid JSON value"):
+        read_corpus(path)
     tsv = tmp_path / "c.tsv"
     tsv.write_bytes(b"a\tfine\nb\t\xff\xfe binary\n")
     with pytest.raises(CorpusFormatError, match=r"c.tsv:2: not UTF-8"):
         read_corpus(tsv)
+
+
+def test_texts_over_the_limit_are_refused_by_file_line_and_field(tmp_path):
+    from retriever.corpus import MAX_TEXT_CHARS, Document
+    from retriever.index import check_documents
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "' + "x" * (MAX_TEXT_CHARS + 1) + '"}\n')
+    with pytest.raises(CorpusFormatError, match=r"c.jsonl:2: field 'text': 100,001 characters, over the limit of 100,000"):
+        read_corpus(path)
+    assert [d.id for d in read_corpus(path, on_error="skip")] == ["a"]
+    assert len(read_corpus(path, max_text_chars=MAX_TEXT_CHARS + 1)) == 2
+    with pytest.raises(ValueError, match=r"document 'z': field 'title': 12 characters, over the limit of 10"):
+        check_documents([Document(id="z", text="short", title="a long title")], max_text_chars=10)

@@ -95,3 +95,26 @@ def test_random_filters_equal_a_brute_force_scan():
                              {"flag": rng.choice([True, False, 0, 1])}]) for _ in range(rng.randint(1, 3))]
         expr = rng.choice([{"$and": parts}, {"$or": parts}, {"$not": {"$or": parts}}, parts[0]])
         assert filter_mask(index, expr).tolist() == _brute(metadata, expr), expr
+
+
+def test_a_value_no_filter_can_compare_matches_nothing_and_never_raises():
+    """An integer past float64's range (as an index written before the check at the door could
+    hold): every range and equality condition on it is false, other documents still match."""
+    huge = 10 ** 4000
+    index = FakeIndex([{"n": huge}, {"n": 5}, {"n": -huge}, {"n": 5.0}, {"n": "5"}])
+    assert filter_mask(index, {"n": {"gte": 0}}).tolist() == [False, True, False, True, False]
+    assert filter_mask(index, {"n": 5}).tolist() == [False, True, False, True, False]
+    assert filter_mask(index, {"n": {"in": [5, "5"]}}).tolist() == [False, True, False, True, True]
+    assert filter_mask(index, {"$not": {"n": {"lt": 100}}}).tolist() == [True, False, True, False, True]
+    with pytest.raises(FilterError, match=r"filter.n.gte: expected a finite number, got 1000"):
+        check_filter({"n": {"gte": huge}})
+
+
+def test_the_library_refuses_to_store_what_filters_cannot_compare(tmp_path):
+    from indexes.build import build_index
+    from conftest import synthetic_batch, synthetic_docs
+
+    docs = synthetic_docs(5)
+    docs[3]["metadata"] = {"year": 10 ** 400}
+    with pytest.raises(ValueError, match=r"metadata.year: an integer of about 401 digits is beyond"):
+        build_index(tmp_path / "i", synthetic_batch(5), docs, recipe="res2", info={"encoder": {}}, vocab_size=500)

@@ -1,0 +1,77 @@
+"""Whole-index verification: every file a manifest names, checked against its recorded size and
+CRC32 (docs/index-format.md). Used by `tessera verify`, by every write that copies stored data
+(compaction, retraining, maintenance: rotten bytes are never re-signed under a fresh checksum) and
+by the server's scrub.
+
+    report = verify_index("idx/")      # one FileCheck per file, of a single or a sharded index
+    bad = [c for c in report if not c.ok]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import IndexFormatError, crc32
+
+__all__ = ["FileCheck", "verify_index", "manifest_files", "require_intact"]
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file's verdict: problem is None when its size and checksum match the manifest."""
+
+    path: Path
+    bytes: int
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def manifest_files(directory: Path, manifest: dict, segments: bool = True) -> list[tuple[Path, dict]]:
+    """(path, {"bytes", "crc32"}) of every file one index manifest names: codec, segments (unless
+    segments=False), tombstones."""
+    codec = manifest["codec"]
+    files = [(directory / codec["name"] / name, expected) for name, expected in codec["files"].items()]
+    for entry in manifest["segments"]:
+        if segments:
+            files += [(directory / entry["name"] / name, expected) for name, expected in entry["files"].items()]
+        if entry.get("deleted"):
+            files.append((directory / entry["deleted"]["file"], entry["deleted"]))
+    return files
+
+
+def check(path: Path, expected: dict) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(path, expected["bytes"], "file missing")
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        return FileCheck(path, expected["bytes"], f"{size} bytes, manifest says {expected['bytes']} (truncated or replaced)")
+    if crc32(path) != expected["crc32"]:
+        return FileCheck(path, size, "checksum mismatch (file corrupted)")
+    return FileCheck(path, size)
+
+
+def verify_index(directory: str | Path, manifest: dict | None = None) -> list[FileCheck]:
+    """Check every file of the index in `directory` (a sharded one: every shard's), as named by
+    `manifest` (default: the committed one). Reads every byte once."""
+    from .sharded import is_sharded, read_shards
+    from .store import read_manifest
+
+    directory = Path(directory)
+    if manifest is None and is_sharded(directory):
+        return [c for name in read_shards(directory)["shards"] for c in verify_index(directory / name)]
+    manifest = read_manifest(directory) if manifest is None else manifest
+    return [check(path, expected) for path, expected in manifest_files(directory, manifest)]
+
+
+def require_intact(directory: str | Path, manifest: dict, action: str, segments: bool = True) -> None:
+    """Raise IndexFormatError naming the first damaged file before `action` copies stored data
+    (segments=False: only the codec and the tombstones, what an add or a delete reads)."""
+    bad = [c for c in (check(p, e) for p, e in manifest_files(Path(directory), manifest, segments)) if not c.ok]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise IndexFormatError(f"{bad[0].path}: {bad[0].problem}{more}; refusing to {action}: it would copy "
+                               "damaged data under a new checksum. Restore the index from a copy or rebuild it")
