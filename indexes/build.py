@@ -152,10 +152,11 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
     # so that bytes which rotted since the index was opened are refused, never re-signed.
     require_intact(directory, store.manifest, "retrain" if retrain else "compact")
     parts = {k: [] for k in ("codes", "residuals", "lengths", "member_counts", "member_token_ids")}
-    documents = []
+    documents, sources = [], []
     base = 0
     for segment in tqdm(store.segments, desc="compacting", disable=not show_progress):
         alive = store.alive[base:base + segment.n_docs]
+        sources += [(segment.entry["name"], int(i)) for i in np.flatnonzero(alive)]
         base += segment.n_docs
         doc_lengths = np.diff(segment.doc_offsets)
         vector_alive = np.repeat(alive, doc_lengths)
@@ -184,4 +185,4 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
                                     store.manifest["vocab_size"])
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
-                         expected_generation=store.manifest["generation"], lock_timeout=lock_timeout)
+                         expected_generation=store.manifest["generation"], sources=sources, lock_timeout=lock_timeout)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .files import load_npy
 from .kmeans import nearest_centroids, spherical_kmeans
 
 __all__ = ["ResidualCodec", "default_n_centroids", "pack_bits"]
@@ -268,7 +269,7 @@ class ResidualCodec:
     @classmethod
     def load(cls, folder: Path, nbits: int) -> "ResidualCodec":
         names = ["centroids.npy", "bucket_cutoffs.npy", "bucket_values.npy", "projection.npy"]
-        arrays = {n: np.load(folder / n, allow_pickle=False) for n in names if (folder / n).is_file()}
+        arrays = {n: load_npy(folder / n) for n in names if (folder / n).is_file()}
         return cls.from_arrays(nbits, arrays)
 
 

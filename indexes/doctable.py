@@ -19,6 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .files import IndexFormatError
+
 __all__ = ["DocumentTable", "TABLE_FILES", "id_hash", "table_arrays"]
 
 TABLE_FILES = ("doc_lines.npy", "id_hashes.npy", "id_order.npy")
@@ -68,7 +70,7 @@ class DocumentTable:
         try:
             return json.loads(self.blob[start:end].tobytes())
         except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{self.path}: line {i + 1} is damaged ({e})") from e
+            raise IndexFormatError(f"{self.path}: line {i + 1} is damaged ({e})") from e
 
     def __iter__(self) -> Iterator[dict]:
         return (self[i] for i in range(len(self)))

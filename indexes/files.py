@@ -64,6 +64,17 @@ def write_npy(path: Path, array: np.ndarray) -> dict:
     return write_file(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """np.load of an index array; a damaged header (any error numpy raises reading it) is an
+    IndexFormatError naming the file."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TokenError, ... on bad headers
+        raise IndexFormatError(f"{path}: unreadable array ({type(e).__name__}: {e})") from None
+
+
 def check_file(path: Path, expected: dict, verify: bool) -> None:
     """Raise IndexFormatError if `path` is missing, of the wrong size, or (verify) corrupted."""
     if not path.is_file():
@@ -73,6 +84,14 @@ def check_file(path: Path, expected: dict, verify: bool) -> None:
         raise IndexFormatError(f"{path}: {size} bytes, manifest says {expected['bytes']} (truncated or replaced)")
     if verify and crc32(path) != expected["crc32"]:
         raise IndexFormatError(f"{path}: checksum mismatch (file corrupted)")
+
+
+class NoSpaceError(OSError):
+    """The disk filled up during a write; the write removed what it had created, the index is as
+    it was before. The message is one line: the folder, the bytes the write needed, the bytes free."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 class IndexBusyError(RuntimeError):

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import faults
 from .doctable import TABLE_FILES, DocumentTable, table_arrays
-from .files import IndexFormatError, check_file, fsync_dir, write_file, write_npy
+from .files import IndexFormatError, check_file, fsync_dir, load_npy, write_file, write_npy
 from .lexical import LEXICAL_FILES, build_lexical_lists
 from .vocab import build_vocab_lists
 
@@ -223,14 +223,11 @@ class Segment(SegmentArrays):
             check_file(folder / fname, expected, verify)
         arrays = {}
         for fname in ARRAY_FILES + tuple(f for f in OPTIONAL_FILES if f in entry["files"]):
-            try:
-                arrays[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
-            except ValueError as e:
-                raise IndexFormatError(f"{folder / fname}: unreadable array ({e})") from e
+            arrays[fname[:-4]] = load_npy(folder / fname, mmap=True)
         table = {}
         for fname in TABLE_FILES:
             if fname in entry["files"]:
-                table[fname[:-4]] = np.load(folder / fname, mmap_mode="r", allow_pickle=False)
+                table[fname[:-4]] = load_npy(folder / fname, mmap=True)
         try:
             documents = DocumentTable.open(folder, table)
         except (ValueError, KeyError) as e:

@@ -23,9 +23,10 @@ import torch
 
 from .codec import ResidualCodec
 from .maxsim import doc_blocks
-from .files import IndexFormatError, check_file, read_json
+from .files import IndexFormatError, check_file, load_npy, read_json
 from .lexical import bm25_search
 from .segment import Segment
+from .structure import check_codec, check_segment
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "MANIFEST"]
 
@@ -91,15 +92,22 @@ class IndexStore:
         for fname, expected in codec_entry["files"].items():
             check_file(codec_dir / fname, expected, verify)
         codec = ResidualCodec.load(codec_dir, codec_entry["nbits"])
-        extras = {n: np.load(codec_dir / f"{n}.npy", allow_pickle=False)
+        check_codec(codec_dir, codec)
+        extras = {n: load_npy(codec_dir / f"{n}.npy")
                   for n in ("idf", "stopword_ids") if f"{n}.npy" in codec_entry["files"]}
         segments, alive = [], []
         for entry in manifest["segments"]:
             segment = Segment.open(directory, entry, verify)
+            check_segment(segment, codec.n_centroids, int(manifest.get("vocab_size") or 2**31))
             keep = np.ones(segment.n_docs, dtype=bool)
             if entry.get("deleted"):
-                check_file(directory / entry["deleted"]["file"], entry["deleted"], verify)
-                keep[np.load(directory / entry["deleted"]["file"], allow_pickle=False)] = False
+                tomb_path = directory / entry["deleted"]["file"]
+                check_file(tomb_path, entry["deleted"], verify)
+                tomb = load_npy(tomb_path)
+                if tomb.ndim != 1 or len(tomb) != entry["deleted"].get("count", len(tomb)) or \
+                        (len(tomb) and (int(tomb.min()) < 0 or int(tomb.max()) >= segment.n_docs)):
+                    raise IndexFormatError(f"{tomb_path}: tombstones out of range or miscounted (file damaged)")
+                keep[tomb] = False
             segments.append(segment)
             alive.append(keep)
         return cls(directory, manifest, codec, segments,

@@ -15,12 +15,14 @@ holds anything but a Tessera index unless forced. docs/index-format.md has the l
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import faults
 from .codec import ResidualCodec
-from .files import IndexFormatError, fsync_dir, write_file, write_npy, writer_lock
+from .files import IndexFormatError, NoSpaceError, fsync_dir, write_file, write_npy, writer_lock
 from .segment import SegmentArrays, write_segment
 from .store import FORMAT_NAME, FORMAT_VERSION, MANIFEST, IndexStore, read_manifest
 from .verify import require_intact
@@ -49,6 +51,50 @@ def _names(manifest: dict) -> set[str]:
     """Every file or folder a manifest references."""
     return {manifest["codec"]["name"]} | {s["name"] for s in manifest["segments"]} | \
         {s["deleted"]["file"] for s in manifest["segments"] if s.get("deleted")}
+
+
+def _needed_bytes(arrays: SegmentArrays | None, documents: list[dict], codec: ResidualCodec | None = None) -> int:
+    """About what a write puts on disk: the segment's arrays, its documents, the codec."""
+    total = sum(np.asarray(a).nbytes for a in arrays.files().values()) if arrays is not None else 0
+    total += sum(64 + len(d.get("text") or "") + len(d.get("title") or "") for d in documents)
+    if codec is not None:
+        total += sum(np.asarray(a).nbytes for a in codec.arrays().values())
+    return total + (1 << 16)
+
+
+def _out_of_space(error: BaseException, directory: Path, needed: int) -> bool:
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # numpy's writers report a short write without an errno ("N requested and M written").
+    try:
+        return error.errno is None and shutil.disk_usage(directory).free < needed
+    except OSError:
+        return False
+
+
+@contextmanager
+def _undo_on_failure(directory: Path, needed: int = 1 << 16):
+    """Run one write (under the writer lock); if it fails, remove every file and folder it created
+    that the committed manifest does not name (temporary folders, an unreferenced codec, an empty
+    tombstone), then raise; a full disk is raised as NoSpaceError with one line to say."""
+    before = set(os.listdir(directory))
+    try:
+        yield
+    except BaseException as e:
+        committed = _current(directory)
+        keep = (_names(committed) | {r["name"] for r in committed.get("retired", [])}) if committed else set()
+        for name in set(os.listdir(directory)) - before - keep:
+            if _OWN_NAME.match(name):
+                entry = directory / name
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if _out_of_space(e, directory, needed):
+            free = shutil.disk_usage(directory).free
+            raise NoSpaceError(errno.ENOSPC, f"no space left on device while writing {directory}: about "
+                               f"{needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free "
+                               "(the index is unchanged; free some space and try again)") from e
+        raise
 
 
 def check_build_target(directory: str | Path, force: bool = False) -> None:
@@ -132,7 +178,7 @@ def create_index(directory: str | Path, codec: ResidualCodec, extras: dict[str, 
     directory = Path(directory)
     _check_unique([d["id"] for d in documents])
     check_build_target(directory, force)
-    with writer_lock(directory, lock_timeout):
+    with writer_lock(directory, lock_timeout), _undo_on_failure(directory, _needed_bytes(arrays, documents, codec)):
         previous = _current(directory)
         codec_entry = _write_codec(directory, codec, extras)
         segment = write_segment(directory, _new_name("seg"), arrays, documents)
@@ -157,7 +203,8 @@ def append_segment(directory: str | Path, arrays: SegmentArrays | Callable[[Inde
     directory = Path(directory)
     ids = [str(d["id"]) for d in documents]
     _check_unique(ids)
-    with writer_lock(directory, lock_timeout):
+    with writer_lock(directory, lock_timeout), _undo_on_failure(directory, _needed_bytes(
+            None if callable(arrays) else arrays, documents)):
         store = IndexStore.open(directory, verify=False)
         require_intact(directory, store.manifest, "add documents", segments=False)   # codes with the codec
         if codec_name is not None and codec_name != store.manifest["codec"]["name"]:
@@ -181,7 +228,7 @@ def delete_documents(directory: str | Path, doc_ids: list[str], missing_ok: bool
                      lock_timeout: float = LOCK_TIMEOUT) -> int:
     """Mark documents deleted (tombstones); returns how many were live."""
     directory = Path(directory)
-    with writer_lock(directory, lock_timeout):
+    with writer_lock(directory, lock_timeout), _undo_on_failure(directory):
         store = IndexStore.open(directory, verify=False)
         require_intact(directory, store.manifest, "delete documents", segments=False)   # rewrites tombstones
         missing = [i for i in doc_ids if str(i) not in store.position_of]
@@ -197,25 +244,56 @@ def delete_documents(directory: str | Path, doc_ids: list[str], missing_ok: bool
 
 def rewrite_index(directory: str | Path, codec: ResidualCodec | None, extras: dict[str, np.ndarray],
                   arrays: SegmentArrays, documents: list[dict], info: dict, expected_generation: int, *,
-                  lock_timeout: float = LOCK_TIMEOUT) -> dict:
-    """Replace all segments by one (compaction), with a new codec or the current one.
+                  sources: list[tuple[str, int]] | None = None, lock_timeout: float = LOCK_TIMEOUT) -> dict:
+    """Replace segments by one (compaction), with a new codec or the current one.
 
-    expected_generation: the manifest generation the caller read; if another writer committed
-    since (generations never repeat), the rewrite would lose its change, so it is refused.
+    expected_generation: the manifest generation the caller read. sources: for each document of
+    the new segment, the (segment name, position in it) it was copied from. When another writer
+    committed since, a compaction with the current codec still commits: the new segment replaces
+    the segments it was made from, documents deleted or replaced since are tombstoned in it, and
+    segments added since stay beside it; so compaction cannot starve under steady writes. A new
+    codec (retrain), or a rebuild or other compaction since, refuses instead: nothing is lost.
     """
     directory = Path(directory)
-    with writer_lock(directory, lock_timeout):
+    with writer_lock(directory, lock_timeout), _undo_on_failure(directory, _needed_bytes(arrays, documents, codec)):
         manifest = read_manifest(directory)
         previous = dict(manifest)
-        if manifest.get("generation") != expected_generation:
-            raise RuntimeError(f"{directory}: the index changed while compacting; run compact again")
+        since = _changes_since(directory, manifest, expected_generation, codec, sources)
         if codec is not None:
             manifest["codec"] = _write_codec(directory, codec, extras)
-        manifest["segments"] = [write_segment(directory, _new_name("seg"), arrays, documents)]
+        entry = write_segment(directory, _new_name("seg"), arrays, documents)
         faults.point("segment:written")
-        manifest["version"] = FORMAT_VERSION   # the one segment left is written in the current version
+        if since is None:
+            manifest["segments"] = [entry]
+        else:
+            dead, newer = since
+            if dead:
+                name = f"{_new_name('tomb')}.npy"
+                entry["deleted"] = {"file": name, "count": len(dead),
+                                    **write_npy(directory / name, np.array(dead, dtype=np.int32))}
+                faults.point("tombstone:written")
+            manifest["segments"] = [entry] + newer
+        manifest["version"] = FORMAT_VERSION   # the segment written is in the current version
         manifest.update(info)
         return _commit(directory, manifest, previous)
+
+
+def _changes_since(directory: Path, manifest: dict, expected_generation: int, codec, sources):
+    """None when nothing was committed since the compaction read the index; else (positions of
+    the new segment to tombstone, the manifest entries of segments added since)."""
+    if manifest.get("generation") == expected_generation:
+        return None
+    if codec is not None or sources is None:
+        raise RuntimeError(f"{directory}: the index changed while compacting; run compact again")
+    store = IndexStore.open(directory, verify=False)
+    names = [s["name"] for s in manifest["segments"]]
+    copied = {name for name, _ in sources}
+    if not copied <= set(names):
+        raise RuntimeError(f"{directory}: the index was rebuilt or compacted meanwhile; run compact again")
+    alive = {name: store.alive[int(store.segment_bases[i]):int(store.segment_bases[i + 1])]
+             for i, name in enumerate(names)}
+    dead = [i for i, (name, local) in enumerate(sources) if not alive[name][local]]
+    return dead, [dict(e) for e in manifest["segments"] if e["name"] not in copied]
 
 
 def _with_deletions(directory: Path, store: IndexStore, positions: list[int]) -> list[dict]:

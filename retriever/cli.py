@@ -194,9 +194,11 @@ def main(command: str, argv: list[str]) -> int:
         runner = run_search
     else:
         raise ValueError(f"retriever.cli handles 'index', 'search' and 'verify', not {command!r}")
+    from indexes.files import NoSpaceError
+
     try:
         return runner(args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, FileNotFoundError, ImportError, NoSpaceError) as e:
         # User errors (bad corpus line, missing index, wrong model path) read best as one line.
         print(f"tessera {command}: error: {e}", file=sys.stderr)
         return 1

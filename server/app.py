@@ -26,10 +26,10 @@ from . import models as m
 from .batcher import Job, MicroBatcher
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .state import IndexDamagedError, IndexHandle, LatencyLog
-from indexes.files import IndexFormatError
+from indexes.files import IndexFormatError, NoSpaceError
 
 ERRORS = {400: {"model": m.Error}, 401: {"model": m.Error}, 404: {"model": m.Error}, 409: {"model": m.Error},
-          413: {"model": m.Error}, 422: {"model": m.Error}, 503: {"model": m.Error}}
+          413: {"model": m.Error}, 422: {"model": m.Error}, 503: {"model": m.Error}, 507: {"model": m.Error}}
 RETRY_AFTER_SECONDS = 1     # a write refused because another process holds the writer lock
 
 
@@ -161,6 +161,8 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         except IndexFormatError:                  # a damaged file: the handle is marked, say so
             handle.check_intact()
             raise
+        except NoSpaceError as e:
+            raise HTTPException(507, str(e)) from e
         except ValueError as e:
             raise HTTPException(400, str(e)) from e
         return m.AddDocumentsResponse(index=name, added=added, documents=len(handle.snapshot.index))
@@ -178,6 +180,8 @@ def create_app(handles: dict[str, IndexHandle], *, api_key: str | None = None, p
         except IndexFormatError:
             handle.check_intact()
             raise
+        except NoSpaceError as e:
+            raise HTTPException(507, str(e)) from e
         return m.DeleteResponse(index=name, deleted=doc_id, documents=len(handle.snapshot.index))
 
     @app.get("/indexes/{name}/documents/{doc_id:path}", response_model=m.DocumentOut, responses=ERRORS,

@@ -67,8 +67,9 @@ class IndexHandle:
 
     A write commits on disk (one commit per request), then swaps in a snapshot of exactly that
     commit. When adds have left more than `max_segments` segments, a compaction runs in a
-    background thread and swaps its snapshot in when it commits; if it fails (or another writer
-    committed meanwhile), disk and snapshot both stay at the last commit and the next add tries again.
+    background thread and swaps its snapshot in when it commits (adds committed meanwhile stay
+    beside the merged segment: indexes.writes.rewrite_index); if it fails, disk and snapshot both
+    stay at the last commit and the next add tries again.
     A writer lock held elsewhere for more than `write_wait` seconds raises IndexBusyError.
 
     Damage: a write that finds a file whose checksum fails (every write verifies what it reads,
