@@ -17,6 +17,8 @@ from .files import IndexFormatError
 
 __all__ = ["check_segment", "check_codec"]
 
+CENTROID_NORM_TOLERANCE = 2e-3      # float16 rounding of 384 unit components stays under 1e-3
+
 
 def _fail(path: Path, problem: str) -> None:
     raise IndexFormatError(f"{path}: {problem} (file damaged; tessera verify --index DIR checks every file)")
@@ -73,9 +75,19 @@ def check_segment(segment, n_centroids: int, vocab_size: int) -> None:
 
 
 def check_codec(folder: Path, codec) -> None:
-    """Centroids and bucket values must be finite numbers (a flipped exponent byte gives inf/NaN)."""
+    """Finite numbers everywhere (a flipped exponent byte gives inf / NaN); centroids of unit
+    length (they are stored normalised, to float16's precision); bucket cutoffs and values
+    ascending in each dimension (they are quantiles). A flipped byte of these small files
+    breaks one of them in most cases."""
     for name, array in (("centroids.npy", codec.centroids), ("bucket_values.npy", getattr(codec, "bucket_values", None)),
                         ("bucket_cutoffs.npy", getattr(codec, "cutoffs", None)),
                         ("projection.npy", getattr(codec, "projection", None))):
         if array is not None and not bool(np.isfinite(np.asarray(array, dtype=np.float32)).all()):
             _fail(folder / name, "holds NaN or infinite values")
+    norms = np.linalg.norm(np.asarray(codec.centroids, dtype=np.float32), axis=1)
+    if len(norms) and float(np.abs(norms - 1).max()) > CENTROID_NORM_TOLERANCE:
+        _fail(folder / "centroids.npy", f"a centroid of length {float(norms[np.argmax(np.abs(norms - 1))]):.4f}, not 1")
+    for name, array in (("bucket_values.npy", getattr(codec, "bucket_values", None)),
+                        ("bucket_cutoffs.npy", getattr(codec, "cutoffs", None))):
+        if array is not None and np.asarray(array).ndim == 2 and bool((np.diff(np.asarray(array), axis=1) < 0).any()):
+            _fail(folder / name, "values not ascending within a dimension")

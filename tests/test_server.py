@@ -422,3 +422,12 @@ def test_an_integer_no_filter_can_compare_is_refused_at_the_door(server):
     assert r.status_code == 422 and "metadata.year" in r.text and "beyond what filters can compare" in r.text
     r = httpx.post(f"{server.url}/search", json={"query": "solar", "k": 3, "filter": {"year": {"gte": 2001}}})
     assert r.status_code == 200
+
+
+def test_a_batch_over_the_work_budget_is_refused_with_both_numbers(server):
+    r = httpx.post(f"{server.url}/search/batch", json={"queries": ["solar energy"] * 64, "k": 1000}, timeout=60)
+    assert r.status_code == 422 and "64 x 1000 = 64,000 results, over the budget of 16,000" in r.json()["detail"]
+    r = httpx.post(f"{server.url}/search/batch", json={"queries": ["solar " * 333] * 64, "k": 10}, timeout=60)
+    assert r.status_code == 422 and "over the budget of 32,000 per batch" in r.json()["detail"]
+    r = httpx.post(f"{server.url}/search/batch", json={"queries": ["solar energy"] * 16, "k": 1000}, timeout=120)
+    assert r.status_code == 200 and len(r.json()["results"]) == 16
