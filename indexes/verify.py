@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .files import IndexFormatError, crc32
 
-__all__ = ["FileCheck", "verify_index", "manifest_files", "require_intact"]
+__all__ = ["FileCheck", "verify_index", "manifest_files", "require_intact", "BackgroundVerification"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,41 @@ def require_intact(directory: str | Path, manifest: dict, action: str, segments:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise IndexFormatError(f"{bad[0].path}: {bad[0].problem}{more}; refusing to {action}: it would copy "
                                "damaged data under a new checksum. Restore the index from a copy or rebuild it")
+
+
+class BackgroundVerification:
+    """Every checksum of one manifest, checked in a daemon thread while the index is already in
+    use (an open of a large index need not wait for it, and need not skip it).
+
+    state: "running", then "intact" or "damaged" (problem names the first damaged file);
+    `check()` raises IndexFormatError once damage is found, `wait()` blocks until done."""
+
+    def __init__(self, directory: str | Path, manifest: dict):
+        import threading
+
+        self.directory, self.manifest = Path(directory), manifest
+        self.state, self.problem = "running", None
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name=f"tessera-verify-{self.directory.name}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for path, expected in manifest_files(self.directory, self.manifest):
+                result = check(path, expected)
+                if not result.ok:
+                    self.problem, self.state = f"{result.path}: {result.problem}", "damaged"
+                    return
+            self.state = "intact"
+        except Exception as e:  # noqa: BLE001 - a verification that cannot read a file reports it
+            self.problem, self.state = f"{self.directory}: verification failed ({e})", "damaged"
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> str:
+        self._done.wait(timeout)
+        return self.state
+
+    def check(self) -> None:
+        if self.state == "damaged":
+            raise IndexFormatError(f"{self.problem} (found by the background verification; "
+                                   "the index must be restored from a good copy or rebuilt)")

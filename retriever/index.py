@@ -50,6 +50,7 @@ class Index:
 
     store: IndexStore
     build_stats: dict | None = None  # set by build: seconds per stage (writing included), vectors removed
+    verification: "BackgroundVerification | None" = None   # open(verify="background")
 
     @property
     def directory(self) -> Path:
@@ -90,9 +91,24 @@ class Index:
                 "growth": store.growth()}
 
     @classmethod
-    def open(cls, directory: str | Path, verify: bool = True) -> "Index":
-        """Open an existing index; verify=True checks every file's checksum first."""
-        return cls(IndexStore.open(directory, verify=verify))
+    def open(cls, directory: str | Path, verify: bool | str = True) -> "Index":
+        """Open an existing index. verify=True checks every file's checksum first (reads every
+        byte); False checks only the structure (indexes/structure.py); "background" checks the
+        structure now and every checksum in a background thread, and searches raise
+        IndexFormatError naming the file once it finds damage (`index.verification.wait()`)."""
+        if verify not in (True, False, "background"):
+            raise ValueError(f"verify must be True, False or 'background', got {verify!r}")
+        if verify != "background":
+            return cls(IndexStore.open(directory, verify=verify))
+        from indexes.verify import BackgroundVerification
+
+        store = IndexStore.open(directory, verify=False)
+        return cls(store, verification=BackgroundVerification(store.directory, store.manifest))
+
+    def check_intact(self) -> None:
+        """Raise IndexFormatError once a background verification found a damaged file."""
+        if self.verification is not None:
+            self.verification.check()
 
     def reload(self) -> "Index":
         self.store = IndexStore.open(self.directory, verify=False)

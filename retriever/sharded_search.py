@@ -43,9 +43,14 @@ class ShardedIndex:
         self.directory, self.shards, self.manifest = Path(directory), shards, manifest
 
     @classmethod
-    def open(cls, directory: str | Path, verify: bool = True) -> "ShardedIndex":
+    def open(cls, directory: str | Path, verify: bool | str = True) -> "ShardedIndex":
         manifest = read_shards(directory)
         return cls(directory, [Index.open(Path(directory) / n, verify=verify) for n in manifest["shards"]], manifest)
+
+    def check_intact(self) -> None:
+        """Raise IndexFormatError once a shard's background verification found damage."""
+        for shard in self.shards:
+            shard.check_intact()
 
     def reload(self) -> "ShardedIndex":
         for shard in self.shards:
@@ -182,6 +187,8 @@ class ShardedSearcher:
                      allowed: np.ndarray | None = None, texts: Sequence[str] | None = None, *,
                      filter: dict | None = None, ids: Sequence[str] | None = None) -> SearchResults:
         """Top-k over all shards; the arguments and results are Searcher.search_batch's."""
+        if self.index is not None:
+            self.index.check_intact()
         if (filter is not None or ids is not None) and self.index is None:
             raise ValueError("filters over a Ray-searched index: open it with ShardedIndex.open")
         if filter is not None or ids is not None:

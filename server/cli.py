@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="print one JSON line per request (request id, route, status, ms) on stderr")
     p.add_argument("--max-segments", type=int, default=8,
                    help="merge an index's segments after an add leaves more than this many (default 8)")
+    p.add_argument("--verify", choices=["full", "background"], default="full",
+                   help="check every checksum before serving (default), or serve at once and check them in "
+                        "the background (an index found damaged is then no longer served)")
     p.add_argument("--scrub-every", type=float, default=6 * 3600, metavar="SECONDS",
                    help="re-verify every file's checksum this often in the background (default 6 hours; 0: never); "
                         "an index found damaged is no longer served")
@@ -67,7 +70,9 @@ def main(command: str = "serve", argv: list[str] | None = None) -> int:
             key = Path(args.api_key_file).read_text().splitlines()[0].strip()
         if key is not None and len(key) < 8:
             raise ValueError("the API key must have at least 8 characters")
-        handles = {name: IndexHandle(name, path, max_segments=args.max_segments) for name, path in specs.items()}
+        verify = True if args.verify == "full" else "background"
+        handles = {name: IndexHandle(name, path, max_segments=args.max_segments, verify=verify)
+                   for name, path in specs.items()}
     except (ValueError, FileNotFoundError, IndexError) as e:
         print(f"tessera serve: error: {e}", file=sys.stderr)
         return 1

@@ -79,12 +79,14 @@ class IndexHandle:
     """
 
     def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8,
-                 write_wait: float = 2.0, verify: bool = True):
+                 write_wait: float = 2.0, verify: bool | str = True):
         self.name = name
         self.max_segments = max_segments   # every add writes a segment; past this many they are merged
         self.write_wait = write_wait
         self.directory = Path(directory)
-        index = open_index(self.directory, verify=verify)   # every checksum, once, before serving
+        # Every checksum, once, before serving; or (verify="background") the structure now and the
+        # checksums in a first scrub while serving (a large index answers at once).
+        index = open_index(self.directory, verify=verify is True)
         self.encoder = encoder or index.load_encoder()
         self.snapshot = Snapshot(index)
         self._write_lock = threading.Lock()
@@ -94,6 +96,8 @@ class IndexHandle:
         self.damaged: str | None = None      # the first damaged file found, with its problem
         self.scrubs = 0
         self._stop_scrub = threading.Event()
+        if verify == "background":
+            threading.Thread(target=self.scrub, name=f"tessera-verify-{name}", daemon=True).start()
 
     def _mark_damaged(self, error: Exception) -> None:
         if self.damaged is None:

@@ -431,3 +431,16 @@ def test_a_batch_over_the_work_budget_is_refused_with_both_numbers(server):
     assert r.status_code == 422 and "over the budget of 32,000 per batch" in r.json()["detail"]
     r = httpx.post(f"{server.url}/search/batch", json={"queries": ["solar energy"] * 16, "k": 1000}, timeout=120)
     assert r.status_code == 200 and len(r.json()["results"]) == 16
+
+
+def test_background_verification_serves_at_once_and_then_reports_damage(index_dir, tmp_path):
+    from server.state import IndexHandle
+
+    shutil.copytree(index_dir, tmp_path / "idx")
+    from indexes.store import read_manifest
+    _rot(tmp_path / "idx" / read_manifest(tmp_path / "idx")["segments"][0]["name"] / "residuals.npy")
+    handle = IndexHandle("docs", tmp_path / "idx", verify="background")      # opens: the structure is fine
+    deadline = time.time() + 30
+    while handle.damaged is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert "residuals.npy: checksum mismatch" in handle.damaged and handle.scrubs == 1

@@ -78,3 +78,21 @@ def test_verify_command_reports_each_file_and_exits_by_verdict(two_segments, cap
     out, err = capsys.readouterr()
     assert f"DAMAGED {tomb}: " in out and "truncated" in out and "1 damaged" in err
     assert out.count("ok     ") == expected
+
+
+def test_background_verification_opens_at_once_and_stops_searches_on_damage(two_segments):
+    from retriever.searcher import Searcher
+
+    queries = synthetic_batch(n_docs=2, dim=32, seed=9, min_len=6, max_len=7).vectors.astype(np.float32).reshape(2, 6, 32)
+    intact = Index.open(two_segments, verify="background")
+    assert intact.verification.wait(30) == "intact"
+    before = Searcher(intact, hybrid=False).search_batch(queries, k=3)
+    first = two_segments / read_manifest(two_segments)["segments"][0]["name"] / "residuals.npy"
+    _flip(first)
+    damaged = Index.open(two_segments, verify="background")          # opens: the structure is fine
+    assert damaged.verification.wait(30) == "damaged"
+    with pytest.raises(IndexFormatError, match=r"residuals\.npy: checksum mismatch .*background verification"):
+        Searcher(damaged, hybrid=False).search_batch(queries, k=3)
+    assert before.doc_ids                                            # the intact snapshot searched
+    with pytest.raises(ValueError, match="verify must be"):
+        Index.open(two_segments, verify="later")
