@@ -1,12 +1,13 @@
-"""Flip trials: one byte of one file of an index flipped, then the index opened *without*
-checksums (verify=False) and searched: dense (compiled kernels), exhaustive, BM25, a filter.
+"""Flip trials: one byte of one file of an index flipped (or the file cut short: "cut"
+outcomes), then the index opened *without* checksums (verify=False; --verify: with every one)
+and searched: dense (compiled kernels), exhaustive, BM25, a filter, the ids.
 
 Each trial ends as one of: "error" (a clean IndexFormatError / ValueError naming the problem),
 "same" (results equal the intact index's), "different" (results changed and nothing noticed:
 bytes whose every value is a valid code, which only checksums catch). A crash (a segfault in a
 kernel) kills the process: the caller sees the trial it was on in the progress file.
 
-    python tests/flip_trials.py --out report.json [--per-file 0]   # 0: every byte of every file
+    python tests/flip_trials.py --out report.json [--per-file 0] [--verify]   # 0: every byte of every file
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ def prepare(directory: Path) -> None:
     delete_documents(directory, ["a3", "b1"])
 
 
-def search(directory: Path) -> list:
+def search(directory: Path, verify: bool = False) -> list:
     from conftest import synthetic_batch
     from indexes.engine import Engine
     from indexes.store import IndexStore
     from retriever.filters import filter_mask
     from retriever.index import Index
 
-    store = IndexStore.open(directory, verify=False)
+    store = IndexStore.open(directory, verify=verify)
     queries = synthetic_batch(n_docs=4, dim=32, seed=9, min_len=6, max_len=7).vectors.astype(np.float32).reshape(4, 6, 32)
     engine = Engine(store, nprobe=4, n_candidates=16, device="cpu")
     out = []
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="JSON report: outcome counts per file")
     p.add_argument("--progress", default=None, help="file naming the trial in progress (for a crash)")
     p.add_argument("--per-file", type=int, default=0, help="bytes flipped per file (0: every byte)")
+    p.add_argument("--verify", action="store_true", help="open with every checksum verified instead")
     args = p.parse_args(argv)
     shm = Path("/dev/shm")        # memory-backed where there is one: thousands of small rewrites
     work = Path(tempfile.mkdtemp(prefix="tessera-flips-", dir=shm if shm.is_dir() else None))
@@ -86,17 +88,25 @@ def main(argv: list[str] | None = None) -> int:
             original = path.read_bytes()
             name = f"{path.parent.name.split('-')[0]}/{path.name}" if path.parent != index else path.name.split("-")[0]
             counts = report.setdefault(name, Counter())
-            for at in positions_of(len(original), args.per_file):
+            # Each byte flipped alone, then the file cut by one byte and to half its size.
+            trials = [("flip", at) for at in positions_of(len(original), args.per_file)]
+            trials += [("cut", len(original) - 1), ("cut", len(original) // 2)]
+            for kind, at in trials:
                 if args.progress:
-                    Path(args.progress).write_text(f"{path} byte {at}\n")
-                flipped = bytearray(original)
-                flipped[at] ^= 0xFF
-                path.write_bytes(bytes(flipped))
+                    Path(args.progress).write_text(f"{path} {kind} {at}\n")
+                if kind == "flip":
+                    changed = bytearray(original)
+                    changed[at] ^= 0xFF
+                else:
+                    changed = original[:at]
+                path.write_bytes(bytes(changed))
+                prefix = "" if kind == "flip" else "cut "
                 try:
-                    got = search(index)
-                    counts["same" if got == want else "different"] += 1
+                    got = search(index, args.verify)
+                    counts[prefix + ("same" if got == want else "different")] += 1
                 except Exception as e:  # noqa: BLE001 - every other kind of exception is counted apart
-                    counts["error" if type(e).__name__ == "IndexFormatError" else f"other {type(e).__name__}"] += 1
+                    counts[prefix + ("error" if type(e).__name__ == "IndexFormatError" else
+                                     f"other {type(e).__name__}")] += 1
                 finally:
                     path.write_bytes(original)
         Path(args.out).write_text(json.dumps({k: dict(v) for k, v in report.items()}, indent=1))
