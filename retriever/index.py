@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from indexes.build import TokenBatch, add_to_index, build_index, compact_index
 from indexes.recipe import DEFAULT_RECIPE, Recipe
@@ -13,6 +13,9 @@ from indexes.store import IndexStore
 from indexes.writes import LOCK_TIMEOUT, check_build_target, delete_documents
 
 from .cache import encode_corpus_cached
+
+if TYPE_CHECKING:
+    from indexes.verify import BackgroundVerification
 from .corpus import MAX_TEXT_CHARS, Document, text_too_long
 from .encoder import DocumentEmbeddings, Encoder
 from .stopwords import stopword_token_ids
@@ -50,7 +53,7 @@ class Index:
 
     store: IndexStore
     build_stats: dict | None = None  # set by build: seconds per stage (writing included), vectors removed
-    verification: "BackgroundVerification | None" = None   # open(verify="background")
+    verification: BackgroundVerification | None = None   # open(verify="background")
 
     @property
     def directory(self) -> Path:
