@@ -75,15 +75,24 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
         raise IndexFormatError(f"{path}: unreadable array ({type(e).__name__}: {e})") from None
 
 
-def check_file(path: Path, expected: dict, verify: bool) -> None:
-    """Raise IndexFormatError if `path` is missing, of the wrong size, or (verify) corrupted."""
+def file_problem(path: Path, expected: dict, verify: bool = True) -> str | None:
+    """What is wrong with `path` against its manifest entry {"bytes", "crc32"}: missing, of the
+    wrong size, or (verify) corrupted; None when nothing is."""
     if not path.is_file():
-        raise IndexFormatError(f"{path}: file missing")
+        return "file missing"
     size = path.stat().st_size
     if size != expected["bytes"]:
-        raise IndexFormatError(f"{path}: {size} bytes, manifest says {expected['bytes']} (truncated or replaced)")
+        return f"{size} bytes, manifest says {expected['bytes']} (truncated or replaced)"
     if verify and crc32(path) != expected["crc32"]:
-        raise IndexFormatError(f"{path}: checksum mismatch (file corrupted)")
+        return "checksum mismatch (file corrupted)"
+    return None
+
+
+def check_file(path: Path, expected: dict, verify: bool) -> None:
+    """Raise IndexFormatError if `path` is missing, of the wrong size, or (verify) corrupted."""
+    problem = file_problem(path, expected, verify)
+    if problem:
+        raise IndexFormatError(f"{path}: {problem}")
 
 
 class NoSpaceError(OSError):

@@ -45,19 +45,6 @@ ALPHA_LEXICAL_LEADS = 0.5                 # dense weight when the lexical head i
 LEXICAL_DEPTH = 20                        # lexical documents that take part in "adaptive"
 
 
-def _min_max(scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """(n, depth) float64 scores scaled to [0, 1] over each row's returned documents (1 for a row
-    of equal scores), 0 at padding."""
-    valid = positions >= 0
-    x = scores.astype(np.float64)
-    low = np.min(np.where(valid, x, np.inf), axis=1, keepdims=True)
-    high = np.max(np.where(valid, x, -np.inf), axis=1, keepdims=True)
-    span = high - low
-    with np.errstate(invalid="ignore"):
-        out = np.where(span > 0, (x - low) / np.where(span > 0, span, 1.0), 1.0)
-    return np.where(valid, out, 0.0)
-
-
 def spread(scores: np.ndarray, positions: np.ndarray, rank: int, short: float) -> np.ndarray:
     """(n_queries,) float64: (first score - score at `rank`) / |first score| of each row (ranks
     from 1). A row with fewer documents than `rank` uses its last one when it has at least two,

@@ -67,7 +67,8 @@ def check_segment(segment, n_centroids: int, vocab_size: int) -> None:
         if len(segment.lex_doc_lengths) and int(np.asarray(segment.lex_doc_lengths).min()) < 0:
             _fail(folder / "lex_doc_lengths.npy", "a negative document length")
     table = segment.documents
-    _offsets(folder / "doc_lines.npy", np.asarray(table.lines), n + 1, int(table.lines[-1]) if n + 1 else 0)
+    # (the last offset is checked against documents.jsonl's size when the table opens)
+    _offsets(folder / "doc_lines.npy", np.asarray(table.lines), n + 1, int(table.lines[-1]))
     if n and not np.all(np.diff(np.asarray(table.hashes).view(np.uint64)) >= 0):
         _fail(folder / "id_hashes.npy", "hashes not sorted")
     if n:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import IndexFormatError, crc32
+from .files import IndexFormatError, file_problem
 
 __all__ = ["FileCheck", "verify_index", "manifest_files", "require_intact", "BackgroundVerification"]
 
@@ -44,14 +44,8 @@ def manifest_files(directory: Path, manifest: dict, segments: bool = True) -> li
 
 
 def check(path: Path, expected: dict) -> FileCheck:
-    if not path.is_file():
-        return FileCheck(path, expected["bytes"], "file missing")
-    size = path.stat().st_size
-    if size != expected["bytes"]:
-        return FileCheck(path, expected["bytes"], f"{size} bytes, manifest says {expected['bytes']} (truncated or replaced)")
-    if crc32(path) != expected["crc32"]:
-        return FileCheck(path, size, "checksum mismatch (file corrupted)")
-    return FileCheck(path, size)
+    """One file's size and checksum against its manifest entry (indexes.files.file_problem)."""
+    return FileCheck(path, expected["bytes"], file_problem(path, expected))
 
 
 def verify_index(directory: str | Path, manifest: dict | None = None) -> list[FileCheck]:

@@ -14,9 +14,10 @@ The lexical side is any object with `search(query, k) -> [(doc id, score)]`: `Lu
 from __future__ import annotations
 
 from typing import Protocol, Sequence
-__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse", "HybridSearcher"]
 
-FUSIONS = ("rrf", "interpolate", "none", "lexical", "adaptive")
+from indexes.fusion import FUSIONS   # the one list of fusion names
+
+__all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse", "HybridSearcher"]
 
 
 class LexicalSearcher(Protocol):

@@ -204,9 +204,7 @@ class Searcher:
         allowed: the same as a (n_positions,) bool mask over this snapshot's positions (for
         callers that already hold one, such as the server's cache; positions change with compaction).
         """
-        check = getattr(self.index, "check_intact", None)
-        if check is not None:
-            check()                       # a background verification that found damage
+        self.index.check_intact()         # a background verification that found damage raises
         allowed = combined_mask(self.index, allowed, filter, ids)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
