@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from server import models as m
+from server import schemas as m
 
 __all__ = ["TesseraClient", "AsyncTesseraClient", "TesseraError"]
 

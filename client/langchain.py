@@ -49,11 +49,11 @@ class TesseraRetriever(BaseRetriever):
 
     @classmethod
     def from_index(cls, directory: str, **kwargs) -> "TesseraRetriever":
-        from retriever import open_index, searcher_for
+        from retriever import Searcher, open_index
 
         index = open_index(directory)
         hybrid = kwargs.get("hybrid", True)
-        return cls(searcher=searcher_for(index, hybrid=None if hybrid else False), index=index, **kwargs)
+        return cls(searcher=Searcher(index, hybrid=None if hybrid else False), index=index, **kwargs)
 
     @classmethod
     def from_url(cls, url: str, *, api_key: str | None = None, index_name: str | None = None,
@@ -87,10 +87,10 @@ class TesseraVectorStore(VectorStore):
 
     @property
     def searcher(self):
-        from retriever import searcher_for
+        from retriever import Searcher
 
         if self._searcher is None:
-            self._searcher = searcher_for(self.index, hybrid=None if self.hybrid else False)
+            self._searcher = Searcher(self.index, hybrid=None if self.hybrid else False)
         return self._searcher
 
     @classmethod

@@ -46,10 +46,10 @@ class TesseraRetriever(BaseRetriever):
 
     @classmethod
     def from_index(cls, directory: str, **kwargs) -> "TesseraRetriever":
-        from retriever import open_index, searcher_for
+        from retriever import Searcher, open_index
 
         index = open_index(directory)
-        searcher = searcher_for(index, hybrid=None if kwargs.get("hybrid", True) else False)
+        searcher = Searcher(index, hybrid=None if kwargs.get("hybrid", True) else False)
         return cls(searcher=searcher, index=index, **kwargs)
 
     @classmethod
@@ -108,7 +108,7 @@ class TesseraVectorStore(BasePydanticVectorStore):
             self._index.delete(sorted(set(ids)), missing_ok=True)
 
     def query(self, query: VectorStoreQuery, **kwargs) -> VectorStoreQueryResult:
-        from retriever import searcher_for
+        from retriever import Searcher
 
         if not query.query_str:
             raise ValueError("Tessera searches by text: give query_str (it encodes queries itself)")
@@ -125,7 +125,7 @@ class TesseraVectorStore(BasePydanticVectorStore):
                 else:
                     raise ValueError(f"filter operator {f.operator} is not supported by Tessera (==, <, <=, >, >=, in)")
             expr = {"$or" if str(query.filters.condition.value) == "or" else "$and": conditions}
-        hits = search_documents(searcher_for(self._index), self._index, query.query_str, query.similarity_top_k,
+        hits = search_documents(Searcher(self._index), self._index, query.query_str, query.similarity_top_k,
                                 expr, query.node_ids)
         return VectorStoreQueryResult(nodes=[_node(doc) for doc, _ in hits], similarities=[s for _, s in hits],
                                       ids=[doc["id"] for doc, _ in hits])

@@ -92,7 +92,7 @@ def run(dataset: str, cache: str, index_dir: str, recipe: str, sweep: list, spli
                             backend=backend, hybrid=False)
         projected = index.store.codec.project(embeddings.reshape(-1, embeddings.shape[2])).reshape(
             len(embeddings), embeddings.shape[1], -1)
-        first = [set(searcher.candidates(torch.from_numpy(projected[i])).tolist()) for i in range(len(queries))]
+        first = [set(searcher.ranker.candidates(torch.from_numpy(projected[i])).tolist()) for i in range(len(queries))]
         lat1 = _time_single(searcher, embeddings, k, threads=1)
         lat2 = _time_single(searcher, embeddings, k, threads=2)
         started = time.perf_counter()

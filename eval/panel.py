@@ -13,7 +13,7 @@ vectors) it scores, with nDCG@10 from pytrec_eval:
 The table gives each setting's worst case in its own columns: the smallest ratio to the better of
 dense and BM25 on any collection, and the smallest ratio to the uncompressed reference. It also
 times the fusion per query on one thread (the previous per-query Python loop of
-retriever.hybrid.fuse against the array fusion of indexes.fusion, same rankings).
+eval.hybrid.fuse against the array fusion of indexes.fusion, same rankings).
 """
 
 from __future__ import annotations
@@ -92,12 +92,12 @@ def panel(collections: list[str], work: Path, out: Path, recipe: str) -> str:
 
 def fusion_latency(work: Path, collection: str, recipe: str, rounds: int = 3) -> dict[str, float]:
     """p50 ms per query of fusing one query's two 100-deep rankings: the previous list fusion
-    (retriever.hybrid.fuse, interpolate, a Python loop per query) and the array fusion (adaptive
+    (eval.hybrid.fuse, interpolate, a Python loop per query) and the array fusion (adaptive
     and interpolate), each query alone, one thread; best p50 of `rounds` interleaved rounds; and the
     adaptive array fusion of the whole batch in one call, per query."""
     import torch
 
-    from retriever.hybrid import fuse as fuse_lists
+    from eval.hybrid import fuse as fuse_lists
 
     from .defaults import load_rankings
 

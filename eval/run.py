@@ -103,7 +103,7 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
     fusion (indexes.fusion) of that ranking with the same BM25, so that what the index loses and
     what the fusion adds can be read apart."""
     from indexes.fusion import fuse
-    from retriever.searcher import HYBRID_DEPTH, HYBRID_FUSION
+    from indexes.names import DEFAULT_FUSION as HYBRID_FUSION, FUSION_DEPTH as HYBRID_DEPTH
 
     from .reference import uncompressed_search
 
@@ -143,30 +143,30 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
     MaxSim over the index, BM25 over the index's lexical lists and hybrid search with the first
     setting; `reference` (the collection's uncompressed DocumentEmbeddings) adds the uncompressed
     reference row, against which every row's loss is reported. TREC runs go to `run_dir`."""
-    from retriever import searcher_for
+    from retriever import Searcher, encode_queries
 
     encoder = index.load_encoder(device=device)
     started = time.perf_counter()
-    embeddings = encoder.encode_queries([q.text for q in data.queries])
+    encoded = encode_queries(encoder, [q.text for q in data.queries])      # vectors and term ids, as the Searcher
     encode_ms = 1000 * (time.perf_counter() - started) / max(1, len(data.queries))
-    term_ids = encoder.query_term_ids([q.text for q in data.queries])
-    results = [run_engine(name, searcher_for(index, encoder, device=device, **kwargs), embeddings, data, k,
+    embeddings, term_ids = encoded.vectors, encoded.term_ids
+    results = [run_engine(name, Searcher(index, encoder, device=device, **kwargs), embeddings, data, k,
                           term_ids=term_ids) for name, kwargs in settings]
     if baselines:
-        results.append(run_engine("exhaustive MaxSim", searcher_for(index, encoder, engine="exhaustive",
+        results.append(run_engine("exhaustive MaxSim", Searcher(index, encoder, engine="exhaustive",
                                                                     device=device), embeddings, data, k, time_each=False))
-        results.append(run_engine("BM25 (index lexical lists)", searcher_for(index, encoder, fusion="lexical"),
+        results.append(run_engine("BM25 (index lexical lists)", Searcher(index, encoder, fusion="lexical"),
                                   embeddings, data, k))
         name, kwargs = settings[0]
         if kwargs.get("engine") != "exhaustive":
             other = {**kwargs, "hybrid": not kwargs.get("hybrid", True)}
             base = name.removesuffix(" + BM25 hybrid").removesuffix(" dense only")
             label = f"{base} + BM25 hybrid" if other["hybrid"] else f"{base} dense only"
-            results.append(run_engine(label, searcher_for(index, encoder, device=device, **other),
+            results.append(run_engine(label, Searcher(index, encoder, device=device, **other),
                                       embeddings, data, k, term_ids=term_ids))
     if reference is not None:
         results += run_uncompressed(data, reference, embeddings, k, device=device,
-                                    lexical_searcher=searcher_for(index, encoder, fusion="lexical"))
+                                    lexical_searcher=Searcher(index, encoder, fusion="lexical"))
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         for r in results:

@@ -26,7 +26,7 @@ def run(dataset: str, cache: str, work: str, build_docs: int, shard_counts: list
     import torch
     from retriever import load_encoder, read_corpus, read_queries
     from retriever.cache import encode_corpus_cached
-    from retriever.sharded import ShardedSearcher, build_sharded
+    from retriever import Index, Searcher
     from .metrics import evaluate
     from .qrels import read_qrels
 
@@ -38,8 +38,8 @@ def run(dataset: str, cache: str, work: str, build_docs: int, shard_counts: list
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, object_store_memory=500 * 2**20)
         try:
             started = time.perf_counter()
-            manifest = build_sharded(work / f"build-{cpus}cpu", documents[:build_docs], encoder, n_shards=2,
-                                     use_ray=True)
+            manifest = Index.build(work / f"build-{cpus}cpu", documents[:build_docs], encoder, shards=2,
+                                   use_ray=True, show_progress=False).manifest
             seconds = time.perf_counter() - started
         finally:
             ray.shutdown()
@@ -55,8 +55,8 @@ def run(dataset: str, cache: str, work: str, build_docs: int, shard_counts: list
     torch.set_num_threads(2)
     searches, reference = [], None
     for n in shard_counts:
-        build_sharded(work / f"search-{n}", documents, encoder, n_shards=n, embeddings=embeddings)
-        searcher = ShardedSearcher(work / f"search-{n}", encoder=encoder)
+        index = Index.build(work / f"search-{n}", documents, encoder, shards=n, cache_dir=cache, show_progress=False)
+        searcher = Searcher(index, encoder=encoder)
         for i in range(5):
             searcher.search_batch(padded[i:i + 1], k=10)
         latencies, ranked = [], []

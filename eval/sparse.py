@@ -5,7 +5,7 @@
 
 Rows: BM25 through Pyserini (Lucene) and bm25s; BM25 top-100 rescored by MaxSim; vocabulary-term
 lists alone and rescored; Lucene impact indexes of term weights (each weighting of
-indexes/impact.py) alone and rescored; centroid token retrieval + MaxSim; the union of centroid
+eval/impact.py) alone and rescored; centroid token retrieval + MaxSim; the union of centroid
 and vocabulary candidates + MaxSim; hybrid fusion (RRF, min-max interpolation) of Lucene BM25
 with token retrieval + MaxSim; exhaustive MaxSim. Every first stage hands on 100 candidates
 (union: up to 200) and every row returns 100 documents, so Recall@100 compares like with like.
@@ -40,14 +40,13 @@ def _per_query(fn, n: int, desc: str) -> tuple[list, np.ndarray]:
 
 
 def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test") -> dict:
-    from indexes.impact import WEIGHTINGS, document_term_weights, query_term_weights, term_centroids
-    from indexes.retrieval import rescore
+    from eval.impact import WEIGHTINGS, document_term_weights, query_term_weights, term_centroids
     from indexes.vocab import retrieve_by_term
-    from retriever import Index, Searcher, load_encoder
-    from retriever.bm25 import BM25s
+    from retriever import Index, Searcher, encode_queries, load_encoder
+    from eval.bm25 import BM25s
     from retriever.cache import encode_corpus_cached
-    from retriever.hybrid import interpolate_scores, reciprocal_rank_fusion
-    from retriever.lucene import INSTALL_HINT, LuceneBM25, LuceneImpact, lucene_available
+    from eval.hybrid import interpolate_scores, reciprocal_rank_fusion
+    from eval.lucene import INSTALL_HINT, LuceneBM25, LuceneImpact, lucene_available
     from .datasets import load_dataset
     from .metrics import evaluate
 
@@ -61,8 +60,8 @@ def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test"
     store = index.store
     n = len(data.queries)
     texts = [q.text for q in data.queries]
-    padded = encoder.encode_queries(texts)
-    term_ids = encoder.query_term_ids(texts)
+    encoded = encode_queries(encoder, texts)
+    padded, term_ids = encoded.vectors, encoded.term_ids
     real = [(np.linalg.norm(p, axis=1) > 0) for p in padded]
     queries = [torch.from_numpy(store.codec.project(p[r])) for p, r in zip(padded, real)]
     terms = [t[r] for t, r in zip(term_ids, real)]
@@ -81,10 +80,11 @@ def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test"
         runs[name] = ranked
         print(json.dumps(rows[-1]), flush=True)
 
+    engine = index.engine()                       # its "candidates" first stage rescores given positions
+
     def rescored(i: int, positions: np.ndarray) -> list[tuple[str, float]]:
-        exact = rescore(store, queries[i][None], positions)[0].numpy()
-        order = np.argsort(-exact, kind="stable")[:DEPTH]
-        return list(zip(ids(positions[order]), exact[order].tolist()))
+        scores, found = engine.search(padded[i:i + 1], DEPTH, first_stage="candidates", candidates=[positions])
+        return list(zip(engine.doc_ids(found)[0], scores[0][found[0] >= 0].tolist()))
 
     def first_stage_rows(name: str, candidates) -> None:
         """`candidates(i)` -> ranked (doc id, score) first stage; adds 'alone' and '+ MaxSim' rows."""
@@ -118,7 +118,8 @@ def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test"
 
     for engine, label in (("token", "centroid token retrieval"), ("union", "union (centroid + vocabulary)")):
         searcher = Searcher(index, encoder=encoder, engine=engine, n_candidates=DEPTH)
-        cands = [set(ids(searcher.candidates(torch.from_numpy(store.codec.project(padded[i])), term_ids=term_ids[i])))
+        cands = [set(ids(searcher.ranker.candidates(torch.from_numpy(store.codec.project(padded[i])), 0, engine,
+                                                      term_ids[i])))
                  for i in range(n)]
         hits, ms = _per_query(lambda i: searcher.search_batch(padded[i:i + 1], k=DEPTH, term_ids=term_ids[i:i + 1])
                               .hits(0), n, label)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -68,12 +69,8 @@ def _pack_residuals_kernel(x, centroids, ids, cutoffs, nbits, out):
             out[i, p] = byte
 
 
-try:
-    import numba as _nb
-    _prange = _nb.prange
-    _pack_residuals = _nb.njit(cache=True, nogil=True, parallel=True)(_pack_residuals_kernel)
-except ImportError:                      # numpy's bucketize + pack_bits serve
-    _prange, _pack_residuals = range, None
+_prange = numba.prange
+_pack_residuals = numba.njit(cache=True, nogil=True, parallel=True)(_pack_residuals_kernel)
 
 
 @dataclass
@@ -177,11 +174,8 @@ class ResidualCodec:
             if self.nbits == 16:
                 residuals[start:start + len(x)] = x.astype(np.float16)
                 continue
-            if _pack_residuals is not None:
-                _pack_residuals(np.ascontiguousarray(x), self.centroids, ids, self.cutoffs, self.nbits,
-                                residuals[start:start + len(x)])
-            else:
-                residuals[start:start + len(x)] = pack_bits(self.bucketize(x - self.centroids[ids]), self.nbits)
+            _pack_residuals(np.ascontiguousarray(x), self.centroids, ids, self.cutoffs, self.nbits,
+                            residuals[start:start + len(x)])
         return codes, residuals
 
     def bucketize(self, residuals: np.ndarray) -> np.ndarray:
@@ -216,7 +210,7 @@ class ResidualCodec:
         return x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)) if normalize else x
 
     @cached_property
-    def _cpu_table(self) -> np.ndarray:
+    def byte_table(self) -> np.ndarray:
         """(n_bytes * 256, 8 / nbits) float32: row p * 256 + b holds what byte b decodes to at position p."""
         table = self.device_tables("cpu")[1].numpy()
         return table.reshape(-1, table.shape[2])
@@ -225,7 +219,7 @@ class ResidualCodec:
         """(n, n_bytes) uint8 -> (n, dim) float32 residuals. On the CPU numpy's `take` gathers
         about 4x faster than torch indexing, and this gather is the cost of decompression."""
         offsets = np.arange(packed.shape[1], dtype=np.int32) * 256
-        return np.take(self._cpu_table, packed.astype(np.int32) + offsets, axis=0).reshape(len(packed), self.dim)
+        return np.take(self.byte_table, packed.astype(np.int32) + offsets, axis=0).reshape(len(packed), self.dim)
 
     def _decode_torch(self, packed: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """(n, n_bytes) uint8 -> (n, dim) float32; table[p, byte] holds the values of that byte's dimensions."""

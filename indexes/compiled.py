@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import kernels
-from .retrieval import _expand_ranges
+from .positions import expand_ranges
 from .store import IndexStore
 
 __all__ = ["supports", "CompiledSearch"]
@@ -23,7 +23,7 @@ _BLOCK_VECTORS = 4096      # candidate vectors decoded per block (a 6 MiB float3
 
 def supports(store: IndexStore, k_prime: int | None = None) -> bool:
     """Whether the compiled path can serve this index and setting."""
-    return kernels.available() and store.codec.nbits != 16 and k_prime is None
+    return store.codec.nbits != 16 and k_prime is None
 
 
 def token_tables(codec, query: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ class CompiledSearch:
         # Matrix products go through torch so that they follow torch's thread setting (numpy's BLAS
         # would start threads of its own that contend with torch's on a small machine).
         self._centroids_t = torch.from_numpy(self._centroids)
-        self._byte_table = np.ascontiguousarray(codec._cpu_table, dtype=np.float32)
+        self._byte_table = np.ascontiguousarray(codec.byte_table, dtype=np.float32)
         self._alive = np.ascontiguousarray(store.alive)
         # Per segment: lists, the document of each list position (read in list order, so the first
         # stage never looks a document up at random), stored arrays, document offsets.
@@ -123,7 +123,7 @@ class CompiledSearch:
             while first < len(which):
                 # As many whole documents as fit in the buffer (at least one; a longer one grows it).
                 end = first + max(1, int(np.searchsorted(np.cumsum(lengths[first:]), len(buffer), side="right")))
-                rows = segment.slots(_expand_ranges(starts[first:end], lengths[first:end]))
+                rows = segment.slots(expand_ranges(starts[first:end], lengths[first:end]))
                 if len(rows) > len(buffer):
                     buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
                 if threads > 1:

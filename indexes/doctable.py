@@ -24,6 +24,8 @@ from .files import IndexFormatError
 __all__ = ["DocumentTable", "TABLE_FILES", "id_hash", "table_arrays"]
 
 TABLE_FILES = ("doc_lines.npy", "id_hashes.npy", "id_order.npy")
+_ID_PREFIX = b'{"id": "'      # every line starts so (json.dumps of {"id": ..., ...}, indexes/segment.py)
+_ID_HEAD = 256                # bytes read for an id before falling back to the whole line
 
 
 def id_hash(doc_id: str) -> np.uint64:
@@ -71,6 +73,19 @@ class DocumentTable:
             return json.loads(self.blob[start:end].tobytes())
         except (ValueError, UnicodeDecodeError) as e:
             raise IndexFormatError(f"{self.path}: line {i + 1} is damaged ({e})") from e
+
+    def id_at(self, i: int) -> str:
+        """The id of document i, read from the head of its line without parsing the rest."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"document {i} outside 0..{len(self) - 1} of {self.path}")
+        start, end = int(self.lines[i]), int(self.lines[i + 1])
+        head = self.blob[start:min(end, start + _ID_HEAD)].tobytes()
+        if head.startswith(_ID_PREFIX):
+            try:        # a head cut inside the id (or a character) fails here and reads the whole line
+                return json.decoder.scanstring(head.decode("utf-8", "replace"), len(_ID_PREFIX))[0]
+            except ValueError:
+                pass
+        return self[i]["id"]
 
     def __iter__(self) -> Iterator[dict]:
         return (self[i] for i in range(len(self)))

@@ -1,23 +1,20 @@
-"""The dense search engine over one index snapshot: arrays in, arrays out, no model code.
+"""The search engine over one index snapshot: arrays in, arrays out, no model code.
 
     engine = Engine(store, nprobe=8, n_candidates=64)
-    scores, positions = engine.search(queries, k=10, first_stage="token", allowed=None, term_ids=None)
+    scores, positions = engine.search(queries, k=10, first_stage="token", fusion="adaptive",
+                                      lexical=LexicalQueries.from_texts(texts))
+    ids = engine.doc_ids(positions)
 
 queries: (n, L, dim) float32 query token vectors in the encoder's space (zero rows: padding);
 returns scores (n, k) float32 best first, padded with -inf, and positions (n, k) int64, padded
-with -1 (`IndexStore.document(position)` names the document). First stages are pure functions in
-one table, `FIRST_STAGES`; each gives one query's candidate positions, which exact MaxSim then
-rescores ("exhaustive" scores every document instead):
-
-    token        centroid token retrieval with imputation (XTR / WARP style; indexes/retrieval.py)
-    vocab        the lists of the query's own terms (COIL style; indexes/vocab.py), needs term_ids
-    union        both candidate sets
-    candidates   positions supplied by the caller (a BM25 or any external first stage)
-    exhaustive   exact MaxSim over every document (the reference)
+with -1. `search` (indexes/ranker.py, shared with shard sets) runs the dense side here, BM25 over
+the snapshot's lexical lists and the fusion. Dense: a first stage (indexes/names.py; each a pure
+function in `_STAGES` giving one query's candidate positions), then exact MaxSim rescoring
+("exhaustive" scores every document instead).
 
 On the CPU the token first stage and the rescoring run as compiled kernels (indexes/compiled.py)
-when numba is installed and the index is residual-coded; `backend="reference"` forces the
-numpy / torch path, which also serves CUDA, float16 indexes and k'.
+when the index is residual-coded; `backend="reference"` forces the numpy / torch path, which
+also serves CUDA, float16 indexes and k'.
 """
 
 from __future__ import annotations
@@ -29,7 +26,10 @@ import numpy as np
 import torch
 
 from . import compiled
+from .lexical import LexicalQueries, LexicalStats
 from .maxsim import pick_device, search_blocks
+from .names import FIRST_STAGES
+from .ranker import Ranker
 from .retrieval import rescore, retrieve_candidates
 from .store import IndexStore
 from .vocab import retrieve_by_term
@@ -65,19 +65,18 @@ def _supplied(engine: "Engine", query: torch.Tensor, n: int, candidates=None, **
 
 
 # name -> function(engine, one query's real rows (T, dim) tensor, n candidates, term_ids=, candidates=)
-FIRST_STAGES: dict[str, Callable | None] = {"token": _token, "vocab": _vocab, "union": _union,
-                                            "candidates": _supplied, "exhaustive": None}
+_STAGES: dict[str, Callable | None] = {"token": _token, "vocab": _vocab, "union": _union,
+                                       "candidates": _supplied, "exhaustive": None}
+assert tuple(sorted(_STAGES)) == tuple(sorted(FIRST_STAGES))
 
 
-class Engine:
+class Engine(Ranker):
     """Search settings and workspaces for one index snapshot (see the module docstring)."""
 
     def __init__(self, store: IndexStore, *, nprobe: int = 8, n_candidates: int = 64, k_prime: int | None = None,
                  device: str | torch.device | None = None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "compiled" and not compiled.kernels.available():
-            raise ImportError("the compiled backend needs numba: pip install numba (or use backend='reference')")
         self.store, self.nprobe, self.n_candidates, self.k_prime = store, nprobe, n_candidates, k_prime
         self.device = pick_device(device)
         self.backend = backend
@@ -94,20 +93,30 @@ class Engine:
             self._compiled = compiled.CompiledSearch(self.store)
         return self._compiled
 
-    def search(self, queries: np.ndarray, k: int = 10, *, first_stage: str = "token",
-               allowed: np.ndarray | None = None, term_ids: np.ndarray | None = None,
-               candidates: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, positions) per query; see the module docstring.
+    @property
+    def n_positions(self) -> int:
+        return self.store.n_positions
 
-        allowed: (n_positions,) bool, only these documents may be returned (applied to the
-        candidates; a filter allowing at most EXACT_FILTER_LIMIT documents rescores all of them
-        when the candidates hold fewer than k). term_ids: (n, L) vocabulary id per query row (-1:
-        none), for "vocab" and "union". candidates: one positions array per query, for "candidates".
-        """
-        if first_stage not in FIRST_STAGES:
-            raise ValueError(f"first_stage must be one of {sorted(FIRST_STAGES)}, got {first_stage!r}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+    @property
+    def has_lexical(self) -> bool:
+        return self.store.has_lexical
+
+    def lexical_stats(self, lexical: LexicalQueries) -> LexicalStats:
+        return self.store.lexical_stats(lexical)
+
+    def bm25(self, lexical: LexicalQueries, depth: int, allowed: np.ndarray | None,
+             stats: LexicalStats) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.bm25(lexical, depth, allowed, stats)
+
+    def doc_ids(self, positions: np.ndarray) -> list[list[str]]:
+        return self.store.doc_ids(positions)
+
+    def dense(self, queries: np.ndarray, k: int, first_stage: str = "token", allowed: np.ndarray | None = None,
+              term_ids: np.ndarray | None = None, candidates: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k late-interaction (scores, positions) per query (arguments: Ranker.search).
+
+        A filter (`allowed`) applies to the candidates; one allowing at most EXACT_FILTER_LIMIT
+        documents rescores all of them when the candidates hold fewer than k."""
         store = self.store
         n_q, q_len, dim = queries.shape
         # A PCA index scores in its projected space; zero (padding) rows stay zero.
@@ -116,7 +125,7 @@ class Engine:
             alive = store.alive if allowed is None else store.alive & allowed
             return search_blocks(projected, store.blocks(), store.n_positions, k=k, dim=store.codec.dim,
                                  alive=alive, device=self.device)
-        stage = FIRST_STAGES[first_stage]
+        stage = _STAGES[first_stage]
         tensor = torch.as_tensor(projected, device=self.device)
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
@@ -159,7 +168,7 @@ class Engine:
                    term_ids: np.ndarray | None = None) -> np.ndarray:
         """First-stage candidate positions of one projected (L, dim) query (padding rows dropped)."""
         real = (query.norm(dim=1) > 0).cpu().numpy()
-        return FIRST_STAGES[first_stage](self, query[torch.from_numpy(real).to(query.device)],
+        return _STAGES[first_stage](self, query[torch.from_numpy(real).to(query.device)],
                                          max(self.n_candidates, k),
                                          term_ids=None if term_ids is None else np.asarray(term_ids)[real])
 

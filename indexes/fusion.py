@@ -33,10 +33,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .names import FUSIONS
+
 
 __all__ = ["FUSIONS", "fuse", "spread", "adaptive_alpha", "RRF_K"]
 
-FUSIONS = ("adaptive", "interpolate", "rrf", "none", "lexical")
 RRF_K = 60
 DENSE_SPREAD_RANK, DENSE_FLAT, DENSE_SHARP = 100, 0.15, 0.30  # dense spread ramp: flat below, decisive above
 ALPHA_FLAT = 0.3                          # dense weight when the dense list is flat

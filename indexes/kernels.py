@@ -12,35 +12,26 @@ Stage 2, `decode_into` and `maxsim_block`: exact MaxSim of candidates from their
 decoded into a reusable buffer one block at a time and scored with one matrix product per block
 (indexes/compiled.py drives the blocks).
 
-Kernels are compiled on first use and cached on disk by numba (`cache=True`). Importing this
-module needs numba; `available()` says whether it is installed.
+Kernels are compiled on first use and cached on disk by numba (`cache=True`); numba is a
+required dependency.
 """
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
-__all__ = ["available", "Workspace", "probe_segment", "probe_segment_parallel", "merge_workers",
+__all__ = ["Workspace", "probe_segment", "probe_segment_parallel", "merge_workers",
            "select_candidates", "decode_into", "decode_into_parallel", "maxsim_block"]
-
-try:
-    import numba as nb
-except ImportError:                      # the reference path in retrieval.py still works
-    nb = None
-
-
-def available() -> bool:
-    return nb is not None
-
 
 # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-_prange = nb.prange if nb is not None else range
+_prange = nb.prange
 
 
 def _jit(fn, parallel: bool = False):
     """Compiled (parallel: with prange loops, whose threads follow numba.set_num_threads)."""
-    return nb.njit(cache=True, nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn) if nb is not None else fn
+    return nb.njit(cache=True, nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn)
 
 
 def _pjit(fn):

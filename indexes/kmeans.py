@@ -23,10 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-try:
-    import numba as nb
-except ImportError:                      # re-scoring falls back to a torch gather
-    nb = None
+import numba as nb
 
 __all__ = ["native_bf16", "spherical_kmeans", "nearest_centroids"]
 
@@ -58,9 +55,8 @@ def _best_candidate(x: np.ndarray, centroids: np.ndarray, candidates: np.ndarray
         out[i] = chosen
 
 
-_prange = nb.prange if nb is not None else range
-if nb is not None:
-    _best_candidate = nb.njit(cache=True, nogil=True, parallel=True, fastmath=True)(_best_candidate)
+_prange = nb.prange
+_best_candidate = nb.njit(cache=True, nogil=True, parallel=True, fastmath=True)(_best_candidate)
 
 
 def nearest_centroids(vectors: np.ndarray, centroids: np.ndarray, bf16: bool | None = None) -> np.ndarray:
@@ -83,11 +79,7 @@ def nearest_centroids(vectors: np.ndarray, centroids: np.ndarray, bf16: bool | N
     for start in range(0, len(vectors), _BLOCK):
         x = torch.from_numpy(np.ascontiguousarray(vectors[start:start + _BLOCK])).float()
         candidates = (x.to(torch.bfloat16) @ c16.T).topk(take, dim=1).indices               # (b, take)
-        if nb is not None:
-            _best_candidate(x.numpy(), c32.numpy(), candidates.numpy(), out[start:start + len(x)])
-        else:
-            exact = torch.einsum("bd,btd->bt", x, c32[candidates])
-            out[start:start + len(x)] = candidates.gather(1, exact.argmax(1, keepdim=True))[:, 0].numpy()
+        _best_candidate(x.numpy(), c32.numpy(), candidates.numpy(), out[start:start + len(x)])
     return out
 
 

@@ -12,18 +12,24 @@ CSR form by term (docs/index-format.md):
     lex_doc_lengths.npy  (n_docs,) uint32        terms per document (stopwords excluded)
 
 Scores are BM25 with collection statistics over every segment (N, document frequency and mean
-length count deleted documents until a compaction drops them, as Lucene does).
+length count deleted documents until a compaction drops them, as Lucene does), or over every
+shard of a shard set (`LexicalStats.merge`). A batch of queries is scored at once, arrays end to
+end: `LexicalQueries.from_texts(texts)` -> `lexical_stats` -> `bm25_batch`.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LEXICAL_FILES", "term_hashes", "build_lexical_lists", "bm25_search"]
+from .positions import expand_ranges
+
+__all__ = ["LEXICAL_FILES", "term_hashes", "build_lexical_lists", "LexicalQueries", "LexicalStats", "lexical_stats",
+           "bm25_batch"]
 
 LEXICAL_FILES = ("lex_terms.npy", "lex_offsets.npy", "lex_docs.npy", "lex_tf.npy", "lex_doc_lengths.npy")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -55,47 +61,110 @@ def build_lexical_lists(texts: Sequence[str]) -> dict[str, np.ndarray]:
             "lex_doc_lengths.npy": lengths}
 
 
-def bm25_search(segments: Sequence, bases: np.ndarray, alive: np.ndarray, query: str, k: int, *,
-                k1: float = 1.2, b: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k live documents by BM25 for one query text.
+@dataclass
+class LexicalQueries:
+    """The terms of a batch of query texts, in CSR form: query i's distinct term hashes are
+    terms[offsets[i]:offsets[i+1]] (ascending), each repeated repeats[...] times in its text."""
+
+    offsets: np.ndarray      # (n + 1,) int64
+    terms: np.ndarray        # (t,) uint32
+    repeats: np.ndarray      # (t,) float32
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str]) -> "LexicalQueries":
+        per_query = [np.unique(term_hashes(t), return_counts=True) for t in texts]
+        counts = np.array([len(t) for t, _ in per_query], dtype=np.int64)
+        empty = np.zeros(0, np.uint32)
+        return cls(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   np.concatenate([t for t, _ in per_query] or [empty]).astype(np.uint32),
+                   np.concatenate([r for _, r in per_query] or [empty]).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass
+class LexicalStats:
+    """Collection statistics BM25 needs for a batch's terms: positions (N), summed document
+    lengths, and df (t,) int64 aligned with LexicalQueries.terms. Statistics of several shards
+    add up (`merge`) to those of one index holding all their documents, so shard scores match."""
+
+    n_positions: int
+    total_length: int
+    df: np.ndarray
+
+    @staticmethod
+    def merge(parts: Sequence["LexicalStats"]) -> "LexicalStats":
+        return LexicalStats(sum(p.n_positions for p in parts), sum(p.total_length for p in parts),
+                            np.sum([p.df for p in parts], axis=0).astype(np.int64))
+
+
+def _find_terms(seg, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hit (t,) bool, starts, ends) of the postings of each term present in one segment."""
+    lex_terms = np.asarray(seg.lex_terms)
+    at = np.searchsorted(lex_terms, terms)
+    hit = at < len(lex_terms)
+    hit[hit] = lex_terms[at[hit]] == terms[hit]
+    offsets = np.asarray(seg.lex_offsets)
+    return hit, offsets[at[hit]], offsets[at[hit] + 1]
+
+
+def lexical_stats(segments: Sequence, n_positions: int, queries: LexicalQueries) -> LexicalStats:
+    """The statistics of `queries`' terms over segments (objects with the lexical arrays)."""
+    df = np.zeros(len(queries.terms), dtype=np.int64)
+    total_length = 0
+    for seg in segments:
+        total_length += int(np.asarray(seg.lex_doc_lengths, dtype=np.int64).sum())
+        hit, starts, ends = _find_terms(seg, queries.terms)
+        df[hit] += ends - starts
+    return LexicalStats(int(n_positions), total_length, df)
+
+
+def bm25_batch(segments: Sequence, bases: np.ndarray, alive: np.ndarray, queries: LexicalQueries,
+               stats: LexicalStats, depth: int, allowed: np.ndarray | None = None, *,
+               k1: float = 1.2, b: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`depth` live (and allowed) documents by BM25 for every query of a batch at once.
 
     segments: objects with the lexical arrays as attributes (`lex_terms`, ...); bases:
-    (n_segments + 1,) first global position of each segment; alive: (n_positions,) bool.
-    Returns (scores (c,) float32, positions (c,) int64), best first, c <= k; only documents
-    sharing a term with the query (score > 0)."""
-    terms, repeats = np.unique(term_hashes(query), return_counts=True)
+    (n_segments + 1,) first position of each segment; alive, allowed: (n_positions,) bool.
+    stats: this batch's statistics (of these segments, or merged over every shard of a set).
+    Returns scores (n, depth) float32 padded with -inf and positions (n, depth) int64 padded
+    with -1, best first, ties by position; only documents sharing a term with the query."""
+    n = len(queries)
+    scores = np.full((n, depth), -np.inf, dtype=np.float32)
+    positions = np.full((n, depth), -1, dtype=np.int64)
     n_positions = int(bases[-1])
-    if len(terms) == 0 or n_positions == 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    found = []                                   # per segment: (term index, global docs, tf, doc lengths)
-    df = np.zeros(len(terms), dtype=np.int64)
-    total_length = 0
+    if len(queries.terms) == 0 or n_positions == 0 or stats.n_positions == 0:
+        return scores, positions
+    query_of_term = np.repeat(np.arange(n, dtype=np.int64), np.diff(queries.offsets))
+    idf = np.log1p((stats.n_positions - stats.df + 0.5) / (stats.df + 0.5)).astype(np.float32)   # Lucene's
+    term_weight = idf * queries.repeats
+    avgdl = max(stats.total_length / stats.n_positions, 1e-9)
+    keys, weights = [], []
     for s, seg in enumerate(segments):
-        lex_terms = np.asarray(seg.lex_terms)
-        total_length += int(np.asarray(seg.lex_doc_lengths, dtype=np.int64).sum())
-        at = np.searchsorted(lex_terms, terms)
-        hit = at < len(lex_terms)
-        hit[hit] = lex_terms[at[hit]] == terms[hit]
-        offsets = np.asarray(seg.lex_offsets)
-        starts, ends = offsets[at[hit]], offsets[at[hit] + 1]
-        df[hit] += ends - starts
-        if not hit.any():
-            continue
+        hit, starts, ends = _find_terms(seg, queries.terms)
         lengths = ends - starts
-        rows = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        if not lengths.sum():
+            continue
+        rows = expand_ranges(starts, lengths)
+        term = np.repeat(np.flatnonzero(hit), lengths)
         local = np.asarray(seg.lex_docs)[rows].astype(np.int64)
-        found.append((np.repeat(np.flatnonzero(hit), lengths), local + int(bases[s]),
-                      np.asarray(seg.lex_tf)[rows].astype(np.float32),
-                      np.asarray(seg.lex_doc_lengths)[local].astype(np.float32)))
-    if not found:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    term_of, docs, tf, doc_len = (np.concatenate(parts) for parts in zip(*found))
-    idf = np.log1p((n_positions - df + 0.5) / (df + 0.5)).astype(np.float32)       # Lucene's BM25 idf
-    avgdl = max(total_length / n_positions, 1e-9)
-    weight = (idf * repeats)[term_of] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len / avgdl))
-    unique_docs, column = np.unique(docs, return_inverse=True)
-    scores = np.bincount(column, weights=weight, minlength=len(unique_docs)).astype(np.float32)
-    keep = alive[unique_docs]
-    unique_docs, scores = unique_docs[keep], scores[keep]
-    top = np.argsort(-scores, kind="stable")[:k]
-    return scores[top], unique_docs[top]
+        tf = np.asarray(seg.lex_tf)[rows].astype(np.float32)
+        doc_len = np.asarray(seg.lex_doc_lengths)[local].astype(np.float32)
+        weights.append(term_weight[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len / avgdl)))
+        keys.append(query_of_term[term] * n_positions + local + int(bases[s]))
+    if not keys:
+        return scores, positions
+    # One key per (query, document): sum its terms' weights, keep live and allowed documents.
+    unique_keys, column = np.unique(np.concatenate(keys), return_inverse=True)
+    summed = np.bincount(column, weights=np.concatenate(weights), minlength=len(unique_keys)).astype(np.float32)
+    query, doc = np.divmod(unique_keys, n_positions)
+    keep = alive[doc] if allowed is None else alive[doc] & allowed[doc]
+    query, doc, summed = query[keep], doc[keep], summed[keep]
+    order = np.lexsort((doc, -summed, query))            # by query, best first, ties by position
+    query, doc, summed = query[order], doc[order], summed[order]
+    rank = np.arange(len(query)) - np.searchsorted(query, query, side="left")
+    top = rank < depth
+    scores[query[top], rank[top]] = summed[top]
+    positions[query[top], rank[top]] = doc[top]
+    return scores, positions

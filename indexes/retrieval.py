@@ -21,6 +21,7 @@ import torch
 
 from .codec import ResidualCodec
 from .maxsim import maxsim_scores
+from .positions import expand_ranges
 from .store import IndexStore
 
 __all__ = ["residual_tables", "residual_scores", "query_tables", "score_pairs", "rank_documents",
@@ -80,15 +81,6 @@ def _residual_scores_torch(tables: torch.Tensor, tokens: np.ndarray, packed: np.
     return tables.reshape(-1)[flat_index].sum(dim=1)
 
 
-def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenate the integer ranges [starts[j], starts[j] + lengths[j]) without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    first = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return first + np.arange(total)
-
-
 def query_tables(codec: ResidualCodec, query: torch.Tensor,
                  residuals: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-query scoring tables: centroid scores (n_tokens, n_centroids) and residual tables
@@ -128,7 +120,7 @@ def _probe_segment(store: IndexStore, s: int, probed: np.ndarray, query: torch.T
     offsets = np.asarray(segment.ivf_offsets)
     starts, ends = offsets[probed], offsets[probed + 1]                   # (n_tokens, nprobe)
     lengths = (ends - starts).ravel()
-    rows = _expand_ranges(starts.ravel(), lengths)
+    rows = expand_ranges(starts.ravel(), lengths)
     tokens = np.repeat(np.repeat(np.arange(probed.shape[0]), probed.shape[1]), lengths)
     vector_ids = np.asarray(segment.ivf_vector_ids)[rows].astype(np.int64)
     return score_pairs(store, s, tokens, vector_ids, query, tables)
@@ -206,7 +198,7 @@ def rescore(store: IndexStore, queries: torch.Tensor, positions: np.ndarray) -> 
         local = positions[segment_of == s] - int(store.segment_bases[s])
         offsets = np.asarray(segment.doc_offsets)
         starts, doc_lengths = offsets[local], offsets[local + 1] - offsets[local]
-        rows = _expand_ranges(starts, doc_lengths)
+        rows = expand_ranges(starts, doc_lengths)
         vectors.append(store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
                                               device))
         lengths.append(doc_lengths)

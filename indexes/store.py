@@ -13,7 +13,7 @@ or the new state. docs/index-format.md is the reference for all of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +24,8 @@ import torch
 from .codec import ResidualCodec
 from .maxsim import doc_blocks
 from .files import IndexFormatError, check_file, load_npy, read_json
-from .lexical import bm25_search
+from .positions import locate, part_bases
+from .lexical import LexicalQueries, LexicalStats, bm25_batch, lexical_stats
 from .segment import Segment
 from .structure import check_codec, check_segment
 
@@ -66,6 +67,7 @@ class IndexStore:
     alive: np.ndarray
     idf: np.ndarray | None
     stopword_ids: np.ndarray | None
+    memo: dict = field(default_factory=dict, repr=False, compare=False)   # derived data kept with this snapshot
 
     @classmethod
     def open(cls, directory: str | Path, verify: bool = True) -> "IndexStore":
@@ -118,7 +120,7 @@ class IndexStore:
     @cached_property
     def segment_bases(self) -> np.ndarray:
         """(n_segments + 1,) int64 first global position of each segment, then the total."""
-        return np.concatenate([[0], np.cumsum([s.n_docs for s in self.segments])]).astype(np.int64)
+        return part_bases([s.n_docs for s in self.segments])
 
     @property
     def n_positions(self) -> int:
@@ -131,12 +133,21 @@ class IndexStore:
 
     def locate(self, position: int) -> tuple[Segment, int]:
         """The segment holding a global position, and the position within it."""
-        s = int(np.searchsorted(self.segment_bases, position, side="right")) - 1
-        return self.segments[s], int(position - self.segment_bases[s])
+        s, local = locate(self.segment_bases, position)
+        if s < 0:
+            raise IndexError(f"position {position} outside 0..{self.n_positions - 1}")
+        return self.segments[int(s)], int(local)
 
     def document(self, position: int) -> dict:
         segment, local = self.locate(position)
         return segment.documents[local]
+
+    def doc_ids(self, positions: np.ndarray) -> list[list[str]]:
+        """The document id at each position of a (n, k) array, row by row (-1 padding left out)."""
+        segment_of, local = locate(self.segment_bases, positions)
+        tables = [s.documents for s in self.segments]
+        return [[tables[s].id_at(p) for s, p in zip(srow, prow) if s >= 0]
+                for srow, prow in zip(segment_of.tolist(), local.tolist())]
 
     @cached_property
     def position_of(self) -> "LivePositions":
@@ -157,14 +168,29 @@ class IndexStore:
                     yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
         return generate
 
-    def bm25(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k live documents by BM25 over their words: (scores (c,) float32, positions (c,)
-        int64), best first, c <= k (indexes/lexical.py)."""
+    def _lexical_segments(self) -> list[Segment]:
         old = next((s.folder for s in self.segments if not s.has_lexical), None)
         if old is not None:
             raise IndexFormatError(f"{old}: no lexical lists (written by index format version < 3); "
                                    "compact the index (Index.compact) or rebuild it to add them")
-        return bm25_search(self.segments, self.segment_bases, self.alive, query, k)
+        return self.segments
+
+    @property
+    def has_lexical(self) -> bool:
+        """Every segment has lexical (BM25) lists (format v3+)."""
+        return all(s.has_lexical for s in self.segments)
+
+    def lexical_stats(self, queries: LexicalQueries) -> LexicalStats:
+        """BM25 statistics of a batch's terms over this snapshot (indexes/lexical.py)."""
+        return lexical_stats(self._lexical_segments(), self.n_positions, queries)
+
+    def bm25(self, queries: LexicalQueries, depth: int, allowed: np.ndarray | None = None,
+             stats: LexicalStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`depth` live documents by BM25 for each query: (scores (n, depth) float32 padded
+        with -inf, positions (n, depth) int64 padded with -1), only `allowed` ones when given;
+        stats: collection statistics (a shard set's, merged), by default this snapshot's."""
+        stats = self.lexical_stats(queries) if stats is None else stats
+        return bm25_batch(self._lexical_segments(), self.segment_bases, self.alive, queries, stats, depth, allowed)
 
     def growth(self) -> dict:
         """How far the collection has grown past its codec: stored vectors now, the centroids the

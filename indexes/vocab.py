@@ -17,28 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["build_vocab_lists", "retrieve_by_term"]
+from .positions import expand_ranges
+from .retrieval import query_tables, rank_documents, score_pairs   # shared with centroid retrieval
 
-
-def build_vocab_lists(member_token_ids: np.ndarray, member_counts: np.ndarray,
-                      vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Term -> stored vectors lists of one segment.
-
-    member_token_ids: (n_members,) int, the token ids each stored vector stands for, in vector
-    order; member_counts: (m,) how many members each stored vector has.
-    Returns offsets (vocab_size + 1,) int64 and vector ids (n_pairs,) uint32, one entry per
-    distinct (term, vector) pair, sorted by term then vector.
-    """
-    m = len(member_counts)
-    vector_of = np.repeat(np.arange(m, dtype=np.int64), np.asarray(member_counts, dtype=np.int64))
-    terms = np.asarray(member_token_ids, dtype=np.int64)
-    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{terms.min()}, {terms.max()}]")
-    pairs = np.unique(terms * max(m, 1) + vector_of)
-    pair_terms = pairs // max(m, 1)
-    counts = np.bincount(pair_terms, minlength=vocab_size)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return offsets, (pairs % max(m, 1)).astype(np.uint32)
+__all__ = ["retrieve_by_term"]
 
 
 def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
@@ -49,8 +31,6 @@ def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
     vocabulary id of each row, -1 for rows that stand for no term (they probe nothing).
     Returns (positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates.
     """
-    from .retrieval import _expand_ranges, query_tables, rank_documents, score_pairs   # shared with centroid retrieval
-
     term_ids = np.asarray(term_ids, dtype=np.int64)
     if len(term_ids) != query.shape[0]:
         raise ValueError(f"{len(term_ids)} term ids for {query.shape[0]} query rows")
@@ -66,7 +46,7 @@ def retrieve_by_term(store, query: torch.Tensor, term_ids: np.ndarray, *,
         known = terms < len(offsets) - 1              # an id past the vocabulary has an empty list
         terms = np.where(known, terms, 0)
         starts, lengths = offsets[terms], np.where(known, offsets[terms + 1] - offsets[terms], 0)
-        vector_ids = np.asarray(segment.vocab_vector_ids)[_expand_ranges(starts, lengths)].astype(np.int64)
+        vector_ids = np.asarray(segment.vocab_vector_ids)[expand_ranges(starts, lengths)].astype(np.int64)
         tokens = np.repeat(rows_with_term, lengths)
         parts.append(score_pairs(store, s, tokens, vector_ids, query, tables))
     tok = torch.cat([p[0] for p in parts])

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import faults
 from .codec import ResidualCodec
+from .sharded import SHARDS_FILE
 from .files import IndexFormatError, NoSpaceError, fsync_dir, write_file, write_npy, writer_lock
 from .segment import SegmentArrays, write_segment
 from .store import FORMAT_NAME, FORMAT_VERSION, MANIFEST, IndexStore, read_manifest
@@ -105,7 +106,7 @@ def check_build_target(directory: str | Path, force: bool = False) -> None:
         return
     if not directory.is_dir():
         raise IndexFormatError(f"{directory}: exists and is not a folder")
-    if (directory / MANIFEST).is_file() or force:
+    if (directory / MANIFEST).is_file() or (directory / SHARDS_FILE).is_file() or force:
         return
     foreign = sorted(e.name for e in directory.iterdir() if e.name != ".lock")
     if foreign:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from indexes.names import FUSIONS, QUERY_STAGES
+
 
 def _index_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera index", description="Encode a corpus and write an index.")
@@ -42,13 +44,13 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("queries", nargs="+", help="one or more query strings")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
-    p.add_argument("--engine", default="token", choices=["token", "vocab", "union", "exhaustive"],
+    p.add_argument("--engine", default="token", choices=QUERY_STAGES,
                    help="first stage: centroid token retrieval (default), vocabulary-term lists, both, or none")
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "accurate"])
     p.add_argument("--dense", action="store_true",
                    help="dense (late-interaction) ranking only; by default it is fused with BM25 over the "
                         "index's own lexical lists (the measured default fusion)")
-    p.add_argument("--fusion", default=None, choices=["adaptive", "rrf", "interpolate", "none", "lexical"],
+    p.add_argument("--fusion", default=None, choices=FUSIONS,
                    help="fusion to use instead of the default (lexical: BM25 alone)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the dense side in interpolation")
     p.add_argument("--filter", default=None, metavar="JSON",
@@ -76,8 +78,7 @@ def run_index(args: argparse.Namespace) -> int:
         raise ValueError(f"--shards must be at least 1, got {args.shards}")
     if args.ray and not args.shards:
         raise ValueError("--ray builds shards: give --shards N too")
-    if not args.shards:
-        check_build_target(args.index, args.force)
+    check_build_target(args.index, args.force)
     max_chars = MAX_TEXT_CHARS if args.max_text_chars is None else args.max_text_chars
     if max_chars < 1:
         raise ValueError(f"--max-text-chars must be at least 1, got {max_chars}")
@@ -85,16 +86,17 @@ def run_index(args: argparse.Namespace) -> int:
     if args.limit is not None:
         documents = documents[: args.limit]
     encoder = load_encoder(args.model, device=args.device, runtime=args.runtime)
-    if args.shards:
-        from .sharded import build_sharded
-        manifest = build_sharded(args.index, documents, encoder, n_shards=args.shards,
-                                 recipe=args.recipe or DEFAULT_RECIPE, use_ray=args.ray is not None,
-                                 ray_address=None if args.ray in (None, "local") else args.ray)
-        print(f"indexed {manifest['n_docs']:,} documents in {len(manifest['shards'])} shards under {args.index} "
-              f"({manifest['build']['seconds']:.1f} s{', on Ray' if manifest['ray'] else ''})")
-        return 0
     index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
-                        batch_size=args.batch_size, cache_dir=args.cache, force=args.force, max_text_chars=max_chars)
+                        batch_size=args.batch_size, cache_dir=args.cache, force=args.force, max_text_chars=max_chars,
+                        shards=args.shards or 1, use_ray=args.ray is not None,
+                        ray_address=None if args.ray in (None, "local") else args.ray)
+    if args.shards and args.shards > 1:
+        m = index.manifest
+        print(f"indexed {m['n_docs']:,} documents in {len(m['shards'])} shards under {args.index} "
+              f"({m['build']['seconds']:.1f} s{', on Ray' if m['ray'] else ''})")
+        for shard in index.shards:
+            print(describe_build(shard))
+        return 0
     print(describe_build(index))
     return 0
 
@@ -122,7 +124,8 @@ def describe_build(index) -> str:
 
 def run_search(args: argparse.Namespace) -> int:
     from .checkpoints import load_encoder
-    from .protocol import open_index, searcher_for
+    from .protocol import open_index
+    from .searcher import Searcher
 
     from .searcher import MAX_K
 
@@ -138,8 +141,8 @@ def run_search(args: argparse.Namespace) -> int:
         check_filter(expr, "--filter")
     encoder = load_encoder(args.model, device=args.device) if args.model else None
     index = open_index(args.index)
-    searcher = searcher_for(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
-                            hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
+    searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
+                        hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
     document = index.document
     results = searcher.search_batch(args.queries, k=args.k, filter=expr)
     for q, query in enumerate(args.queries):

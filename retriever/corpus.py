@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
-from indexes.segment import check_stored_value
+from indexes.values import check_stored_value
 
 # Characters of one title or text at most (encoders read the first few hundred tokens; a longer
 # text costs tokenisation time for nothing). The server's limit too.

@@ -293,6 +293,15 @@ class Encoder:
         busy; not measured here)."""
         return 128 if self.device.type == "cuda" else 32
 
+    def document_token_ids(self, documents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The token ids encode_documents keeps, without running the model: (ids (t,) int32,
+        lengths (n,) int64), document after document (for collection statistics such as idf)."""
+        framed = self._frame(documents, self.config.doc_maxlen, self._doc_marker_id)
+        ids = [np.asarray(f, dtype=np.int64) for f in framed]
+        kept = [x[~np.isin(x, self._skip_ids) & (x != self.tokenizer.pad_token_id)] for x in ids]
+        return (np.concatenate(kept).astype(np.int32) if kept else np.zeros(0, np.int32),
+                np.array([len(x) for x in kept], dtype=np.int64))
+
     def encode_documents(self, documents: Sequence[str], batch_size: int | None = None,
                          show_progress: bool = True) -> DocumentEmbeddings:
         """Encode documents into their kept token vectors (padding and skiplist removed).

@@ -17,87 +17,13 @@ few documents pass, rescores them all, so a selective filter keeps its recall.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
 
+from .filter_grammar import FilterError, as_number, check_filter, fields
+
 __all__ = ["check_filter", "filter_mask", "ids_mask", "FilterError"]
-
-RANGE_KEYS = ("gt", "gte", "lt", "lte")
-MAX_CONDITIONS = 64
-
-
-class FilterError(ValueError):
-    """A filter expression that is not valid; the message names the part."""
-
-
-def check_filter(expr: Any, where: str = "filter", _count: list | None = None) -> None:
-    """Raise FilterError naming the first invalid part of `expr`."""
-    count = _count if _count is not None else [0]
-    if not isinstance(expr, dict) or not expr:
-        raise FilterError(f"{where}: expected a non-empty object of field conditions")
-    for key, condition in expr.items():
-        count[0] += 1
-        if count[0] > MAX_CONDITIONS:
-            raise FilterError(f"{where}: more than {MAX_CONDITIONS} conditions")
-        if key in ("$and", "$or"):
-            if not isinstance(condition, list) or not condition:
-                raise FilterError(f"{where}.{key}: expected a non-empty list of filters")
-            for i, part in enumerate(condition):
-                check_filter(part, f"{where}.{key}[{i}]", count)
-        elif key == "$not":
-            check_filter(condition, f"{where}.$not", count)
-        elif key.startswith("$"):
-            raise FilterError(f"{where}: unknown operator {key!r} (use $and, $or, $not)")
-        elif isinstance(condition, dict):
-            keys = set(condition)
-            if keys == {"in"}:
-                if not isinstance(condition["in"], list) or not all(_scalar(v) for v in condition["in"]):
-                    raise FilterError(f"{where}.{key}.in: expected a list of strings, numbers or booleans")
-            elif keys and keys <= set(RANGE_KEYS):
-                for bound, value in condition.items():
-                    if _number(value) is None:
-                        raise FilterError(f"{where}.{key}.{bound}: expected a finite number, got {_shown(value)}")
-            else:
-                raise FilterError(f"{where}.{key}: expected 'in' or range bounds {RANGE_KEYS}, got {sorted(keys)}")
-        elif not _scalar(condition):
-            raise FilterError(f"{where}.{key}: expected a string, number, boolean, range or 'in'")
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, bool)) or _number(value) is not None
-
-
-def _number(value: Any) -> float | None:
-    """`value` as a finite float64, or None: not a number (bools are not), NaN, infinite, or an
-    integer past float64's range (a stored value a filter meets this way matches no condition)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
-
-
-def _fields(expr: dict) -> set[str]:
-    out = set()
-    for key, condition in expr.items():
-        if key in ("$and", "$or"):
-            for part in condition:
-                out |= _fields(part)
-        elif key == "$not":
-            out |= _fields(condition)
-        else:
-            out.add(key)
-    return out
-
 
 def _load_columns(index, fields: set[str]) -> dict:
     """Categorical columns {field: (codes (n_positions,) int32, distinct values, numeric (n,) float64)}
@@ -118,15 +44,15 @@ def _load_columns(index, fields: set[str]) -> dict:
                     codes[f][p] = lookup[f].setdefault(key, (len(lookup[f]), value))[0]
         for f in missing:
             values = [v for _, v in sorted(lookup[f].values(), key=lambda x: x[0])]
-            numeric = [_number(v) for v in values]
+            numeric = [as_number(v) for v in values]
             numeric_values = np.array([np.nan if v is None else v for v in numeric] + [np.nan], dtype=np.float64)
             cache[f] = (codes[f], values, numeric_values[codes[f]])     # code -1 picks the trailing NaN
     return cache
 
 
 def _cache(index) -> dict:
-    holder = getattr(index, "store", index)       # an Index keeps it with its store snapshot
-    return holder.__dict__.setdefault("_metadata_columns", {})
+    """The metadata columns already read, kept with the index's snapshot (`index.memo`)."""
+    return index.memo.setdefault("metadata_columns", {})
 
 
 def _matches(value, wanted) -> bool:
@@ -150,7 +76,7 @@ def _equal(column: tuple, wanted) -> np.ndarray:
 def filter_mask(index, expr: dict) -> np.ndarray:
     """(n_positions,) bool: the documents of `index` (an Index or ShardedIndex) `expr` allows."""
     check_filter(expr)
-    return _evaluate(_load_columns(index, _fields(expr)), index.n_positions, expr)
+    return _evaluate(_load_columns(index, fields(expr)), index.n_positions, expr)
 
 
 def _evaluate(columns: dict, n: int, expr: dict) -> np.ndarray:

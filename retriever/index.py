@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from indexes.build import TokenBatch, add_to_index, build_index, compact_index
 from indexes.recipe import DEFAULT_RECIPE, Recipe
-from indexes.segment import check_stored_value
+from indexes.values import check_stored_value
 from indexes.store import IndexStore
 from indexes.writes import LOCK_TIMEOUT, check_build_target, delete_documents
 
@@ -76,6 +76,26 @@ class Index:
         """Positions in this snapshot (deleted documents keep theirs until compaction)."""
         return self.store.n_positions
 
+    @property
+    def snapshot(self) -> IndexStore:
+        """What a search reads now (a new object after every commit this Index reloads)."""
+        return self.store
+
+    @property
+    def memo(self) -> dict:
+        """Derived data (filter columns) kept with the current snapshot and dropped with it."""
+        return self.store.memo
+
+    @property
+    def n_centroids(self) -> int:
+        return self.store.codec.n_centroids
+
+    def engine(self, **settings):
+        """The search engine over this snapshot (indexes.engine.Engine; settings: its keywords)."""
+        from indexes.engine import Engine
+
+        return Engine(self.store, **settings)
+
     def document(self, position: int) -> dict:
         """The stored document at a position that search results or filter masks give."""
         return self.store.document(position)
@@ -121,8 +141,13 @@ class Index:
     def build(cls, directory: str | Path, documents: Sequence[Document], encoder: Encoder, *,
               recipe: str | Recipe = DEFAULT_RECIPE, batch_size: int | None = None, cache_dir: str | Path | None = None,
               show_progress: bool = True, seed: int = 0, force: bool = False,
-              max_text_chars: int = MAX_TEXT_CHARS) -> "Index":
+              max_text_chars: int = MAX_TEXT_CHARS, shards: int = 1, use_ray: bool = False,
+              ray_address: str | None = None):
         """Encode `documents`, reduce and compress them by `recipe`, and write the index.
+
+        shards > 1: a sharded index (retriever/sharded.py: one plan, one codec, every shard built
+        alike; returns a ShardedIndex), its shards built in this process or, use_ray, as Ray tasks
+        on `ray_address` (which encode their own documents unless cache_dir is given).
 
         An index already in `directory` stays readable until the new one replaces it in one
         rename; if anything fails before that, the old index is untouched. cache_dir: keep
@@ -136,12 +161,17 @@ class Index:
         check_documents(documents, max_text_chars)
         if isinstance(recipe, str):
             Recipe.parse(recipe)          # a bad recipe fails before encoding, not after
+        _check_kind(Path(directory), shards)
+        if shards > 1 and use_ray and cache_dir is None:
+            return _build_shards(directory, documents, encoder, None, recipe, shards, use_ray, ray_address, seed)
         if cache_dir is not None:
             embeddings = encode_corpus_cached(encoder, documents, cache_dir, batch_size=batch_size,
                                               show_progress=show_progress)
         else:
             embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                                   show_progress=show_progress)
+        if shards > 1:
+            return _build_shards(directory, documents, encoder, embeddings, recipe, shards, use_ray, ray_address, seed)
         return cls.build_from_embeddings(directory, embeddings, documents, encoder, recipe=recipe, seed=seed,
                                          force=force)
 
@@ -200,6 +230,28 @@ class Index:
     def load_encoder(self, device=None) -> Encoder:
         """The encoder recorded in the manifest, with the same settings."""
         return encoder_from_spec(self.encoder_spec, device=device)
+
+
+def _check_kind(directory: Path, shards: int) -> None:
+    """Refuse a sharded build over a single index and a single build over a sharded one."""
+    from indexes.sharded import SHARDS_FILE
+    from indexes.store import MANIFEST
+
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    if shards > 1 and (directory / MANIFEST).is_file():
+        raise ValueError(f"{directory}: holds a single index; build the {shards} shards into another folder")
+    if shards == 1 and (directory / SHARDS_FILE).is_file():
+        raise ValueError(f"{directory}: holds a sharded index; build with shards=N or into another folder")
+
+
+def _build_shards(directory, documents, encoder, embeddings, recipe, shards, use_ray, ray_address, seed):
+    from .sharded import build_sharded
+    from .sharded_index import ShardedIndex
+
+    build_sharded(directory, documents, encoder, n_shards=shards, recipe=str(recipe), embeddings=embeddings,
+                  use_ray=use_ray, ray_address=ray_address, seed=seed)
+    return ShardedIndex.open(directory, verify=False)
 
 
 def encoder_from_spec(spec: dict, device=None) -> Encoder:

@@ -1,12 +1,14 @@
 """The one interface every index and searcher implements, single or sharded.
 
     index = open_index("DIR")              # an Index, or a ShardedIndex where DIR holds shards.json
-    searcher = searcher_for(index, encoder, engine="token", quality="balanced")
+    searcher = Searcher(index, encoder, engine="token", quality="balanced")
     results = searcher.search_batch(["a query"], k=10)      # SearchResults: scores, positions, ids
     index.document(int(results.indices[0, 0]))["id"] == results.doc_ids[0][0]
 
-The CLI, `tessera eval`, the benchmarks and the server call only what these protocols name, so
-a sharded index is served, evaluated and searched like a single one.
+One `Searcher` serves both kinds of index: each gives it an engine over its current snapshot
+(`index.engine(...)`: an indexes.engine.Engine, or an indexes.shardset.ShardSet of them). The CLI,
+`tessera eval`, the benchmarks and the server call only what these protocols name, so a sharded
+index is served, evaluated and searched like a single one.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numpy as np
 from .corpus import Document
 from .encoder import Encoder
 from .index import Index
-from .searcher import SearchResults, Searcher
+from .searcher import SearchResults
 
-__all__ = ["SearchIndex", "SearchEngine", "open_index", "searcher_for"]
+__all__ = ["SearchIndex", "SearchEngine", "open_index"]
 
 
 @runtime_checkable
@@ -37,6 +39,16 @@ class SearchIndex(Protocol):
     def encoder_spec(self) -> dict: ...
 
     def __len__(self) -> int: ...
+
+    @property
+    def snapshot(self) -> object: ...
+
+    @property
+    def n_centroids(self) -> int: ...
+
+    def engine(self, **settings): ...
+
+    def check_intact(self) -> None: ...
 
     def document(self, position: int) -> dict: ...
 
@@ -68,22 +80,15 @@ class SearchEngine(Protocol):
                      filter: dict | None = None, ids: Sequence[str] | None = None) -> SearchResults: ...
 
 
-def open_index(directory: str | Path, verify: bool = True) -> SearchIndex:
-    """The index in `directory`: a ShardedIndex where it holds shards.json, else an Index."""
+def open_index(directory: str | Path, verify: bool | str = True, executor: str = "threads",
+               ray_address: str | None = None) -> SearchIndex:
+    """The index in `directory`: a ShardedIndex where it holds shards.json (its shards searched by
+    `executor`: "threads" or "ray"), else an Index."""
     from indexes.sharded import is_sharded
 
     if is_sharded(directory):
-        from .sharded_search import ShardedIndex
-        return ShardedIndex.open(directory, verify=verify)
+        from .sharded_index import ShardedIndex
+        return ShardedIndex.open(directory, verify=verify, executor=executor, ray_address=ray_address)
+    if executor != "threads":
+        raise ValueError(f"{directory} is a single index; executor={executor!r} serves sharded indexes")
     return Index.open(directory, verify=verify)
-
-
-def searcher_for(index: SearchIndex, encoder: Encoder | None = None, **kwargs) -> SearchEngine:
-    """A Searcher for an Index, a ShardedSearcher for a ShardedIndex (keyword arguments: Searcher's)."""
-    if isinstance(index, Index):
-        return Searcher(index, encoder=encoder, **kwargs)
-    from .sharded_search import ShardedIndex, ShardedSearcher
-
-    if isinstance(index, ShardedIndex):
-        return ShardedSearcher(index, encoder=encoder, **kwargs)
-    raise TypeError(f"not an index: {type(index).__name__}")

@@ -1,5 +1,4 @@
-"""HTTP search API for RAG applications: `tessera serve` (FastAPI under uvicorn)."""
+"""HTTP search API for RAG applications: `tessera serve` (FastAPI under uvicorn; server.app.create_app).
 
-from .app import create_app
-
-__all__ = ["create_app"]
+Importing the package imports nothing else, so the client can take its schemas (server.schemas)
+without FastAPI, torch or the engine."""

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from retriever import IndexBusyError
 from retriever.corpus import Document
 
-from . import models as m
+from . import schemas as m
 from .batcher import Job, MicroBatcher
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .state import IndexDamagedError, IndexHandle, LatencyLog

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from retriever.queries import encode_queries
+
 from .state import IndexHandle, LatencyLog
 
 
@@ -95,8 +97,7 @@ class MicroBatcher:
             snapshot = handle.snapshot            # one consistent state for the whole batch
             texts = [q for i in members for q in jobs[i].queries]
             try:
-                embeddings = handle.encoder.encode_queries(texts)
-                term_ids = handle.encoder.query_term_ids(texts)
+                encoded = encode_queries(handle.encoder, texts)
             except Exception as e:  # noqa: BLE001
                 for i in members:
                     out[i] = e
@@ -116,8 +117,7 @@ class MicroBatcher:
                     rows = np.concatenate([np.arange(r.start, r.stop) for _, r in parts])
                     k = max(jobs[i].k for i, _ in parts)
                     allowed = None if j0.conditions is None else snapshot.allowed(j0.conditions)
-                    results = searcher.search_batch(embeddings[rows], k=k, term_ids=term_ids[rows], allowed=allowed,
-                                                    texts=[texts[r] for r in rows])
+                    results = searcher.search_batch(encoded[rows], k=k, allowed=allowed)
                 except Exception as e:  # noqa: BLE001
                     for i, _ in parts:
                         out[i] = e

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", choices=["full", "background"], default="full",
                    help="check every checksum before serving (default), or serve at once and check them in "
                         "the background (an index found damaged is then no longer served)")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="search sharded indexes with each shard a Ray actor on the cluster at ADDRESS "
+                        "(default: the cluster this machine belongs to); every node must see the shard folders")
     p.add_argument("--scrub-every", type=float, default=6 * 3600, metavar="SECONDS",
                    help="re-verify every file's checksum this often in the background (default 6 hours; 0: never); "
                         "an index found damaged is no longer served")
@@ -71,7 +74,8 @@ def main(command: str = "serve", argv: list[str] | None = None) -> int:
         if key is not None and len(key) < 8:
             raise ValueError("the API key must have at least 8 characters")
         verify = True if args.verify == "full" else "background"
-        handles = {name: IndexHandle(name, path, max_segments=args.max_segments, verify=verify)
+        ray = {} if args.ray is None else {"executor": "ray", "ray_address": args.ray}
+        handles = {name: IndexHandle(name, path, max_segments=args.max_segments, verify=verify, **ray)
                    for name, path in specs.items()}
     except (ValueError, FileNotFoundError, IndexError) as e:
         print(f"tessera serve: error: {e}", file=sys.stderr)

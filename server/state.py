@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever import SearchEngine, SearchIndex, open_index, searcher_for
+from retriever import SearchEngine, SearchIndex, Searcher, open_index
 from retriever.corpus import Document
 from retriever.encoder import Encoder
 
@@ -40,8 +40,8 @@ class Snapshot:
     def searcher(self, engine: str, quality: str, encoder: Encoder, hybrid: bool = False) -> SearchEngine:
         key = (engine, quality, hybrid)
         if key not in self.searchers:
-            self.searchers[key] = searcher_for(self.index, encoder=encoder, engine=engine, quality=quality,
-                                               hybrid=None if hybrid else False)
+            self.searchers[key] = Searcher(self.index, encoder=encoder, engine=engine, quality=quality,
+                                           hybrid=None if hybrid else False)
         return self.searchers[key]
 
     @cached_property
@@ -79,14 +79,16 @@ class IndexHandle:
     """
 
     def __init__(self, name: str, directory: str | Path, encoder: Encoder | None = None, max_segments: int = 8,
-                 write_wait: float = 2.0, verify: bool | str = True):
+                 write_wait: float = 2.0, verify: bool | str = True, executor: str = "threads",
+                 ray_address: str | None = None):
         self.name = name
+        self.executor, self.ray_address = executor, ray_address   # how a sharded index's shards are searched
         self.max_segments = max_segments   # every add writes a segment; past this many they are merged
         self.write_wait = write_wait
         self.directory = Path(directory)
         # Every checksum, once, before serving; or (verify="background") the structure now and the
         # checksums in a first scrub while serving (a large index answers at once).
-        index = open_index(self.directory, verify=verify is True)
+        index = self._open(verify=verify is True)
         self.encoder = encoder or index.load_encoder()
         self.snapshot = Snapshot(index)
         self._write_lock = threading.Lock()
@@ -137,6 +139,10 @@ class IndexHandle:
                     log.warning("index %s: scrub failed: %s", self.name, e)
         threading.Thread(target=loop, name=f"tessera-scrub-{self.name}", daemon=True).start()
 
+    def _open(self, verify: bool = False) -> SearchIndex:
+        """The index for searching (writes open their own, in this process)."""
+        return open_index(self.directory, verify=verify, executor=self.executor, ray_address=self.ray_address)
+
     def stop_scrub(self) -> None:
         self._stop_scrub.set()
 
@@ -149,7 +155,7 @@ class IndexHandle:
             except IndexFormatError as e:
                 self._mark_damaged(e)
                 raise
-            self.snapshot = Snapshot(open_index(self.directory, verify=False))
+            self.snapshot = Snapshot(self._open())
         self._maybe_compact()
         return result
 
@@ -167,7 +173,7 @@ class IndexHandle:
             index.maintain(lock_timeout=self.write_wait)   # merges, refits a codec the data outgrew;
             #                                                searches go on meanwhile, on their snapshot
             with self._write_lock:
-                self.snapshot = Snapshot(open_index(self.directory, verify=False))
+                self.snapshot = Snapshot(self._open())
             self.compactions += 1
             self.compaction_error = None
         except IndexFormatError as e:            # a damaged file: never copied, the index no longer served

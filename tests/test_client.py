@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -177,3 +178,28 @@ def test_llamaindex_vector_store_adds_deletes_and_queries(tmp_path):
     assert set(newer.ids) == {"sun", "kiwi-1"}
     store.delete("kiwi-doc")
     assert "kiwi-1" not in store.query(VectorStoreQuery(query_str="fruit", similarity_top_k=5)).ids
+
+
+def test_importing_the_client_needs_only_httpx_and_pydantic():
+    """The client and its schemas load with torch, numpy, FastAPI and the engine's compiled
+    libraries made unimportable: an environment with only the client's dependencies runs it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'numpy', 'fastapi', 'starlette', 'transformers', 'numba',\n"
+        "                                  'faiss', 'onnxruntime', 'uvicorn', 'tqdm'}:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import client\n"
+        "from client import AsyncTesseraClient, TesseraClient, TesseraError\n"
+        "from server.schemas import SearchRequest\n"
+        "SearchRequest(query='q', k=5, engine='vocab')\n"
+        "print('loaded', 'torch' in sys.modules, 'numpy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "loaded False False"

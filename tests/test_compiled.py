@@ -16,7 +16,6 @@ from indexes.store import IndexStore
 from indexes.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
 
 def _split(batch: TokenBatch, first: int, end: int) -> TokenBatch:

@@ -232,7 +232,7 @@ def test_union_candidates_contain_both_first_stages(sample_index, encoder):
     terms = encoder.query_term_ids([text])[0]
     assert (terms >= 0).sum() == len(encoder.tokenizer.tokenize(text))   # one id per word piece, none for [CLS]/[SEP]
     make = lambda engine: set(Searcher(sample_index, encoder=encoder, engine=engine, n_candidates=4, hybrid=False)
-                              .candidates(q, term_ids=terms).tolist())
+                              .ranker.candidates(q, first_stage=engine, term_ids=terms).tolist())
     assert make("union") == make("token") | make("vocab")
 
 

@@ -11,11 +11,12 @@ from retriever.filters import FilterError, check_filter, filter_mask, ids_mask
 
 
 class FakeIndex:
-    """What filter_mask reads: n_positions, document(p), position_of(id)."""
+    """What filter_mask reads: n_positions, document(p), position_of(id), memo (a per-snapshot cache)."""
 
     def __init__(self, metadata: list[dict]):
         self.docs = [{"id": f"d{i}", "metadata": m} for i, m in enumerate(metadata)]
         self.n_positions = len(metadata)
+        self.memo = {}
 
     def document(self, p: int) -> dict:
         return self.docs[p]

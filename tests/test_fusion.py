@@ -1,12 +1,12 @@
 """Array fusion of a dense and a lexical ranking (indexes/fusion.py), against the per-query
-list fusion of retriever/hybrid.py as the reference."""
+list fusion of eval/hybrid.py as the reference."""
 
 import numpy as np
 import pytest
 
 from indexes import fusion
 from indexes.fusion import FUSIONS, adaptive_alpha, fuse, spread
-from retriever.hybrid import fuse as fuse_lists
+from eval.hybrid import fuse as fuse_lists
 
 
 def _ranking(rng, n_queries, depth, n_docs, scale=1.0, short=()):
@@ -52,8 +52,8 @@ def test_array_fusion_equals_the_list_fusion(pair, fusion, alpha):
 
 def test_compiled_adaptive_fusion_equals_its_numpy_definition(pair):
     """Per query: the dense weight of adaptive_alpha, then interpolation of the dense list with the
-    lexical list's first LEXICAL_DEPTH documents (the list fusion of retriever.hybrid)."""
-    from retriever.hybrid import interpolate_scores
+    lexical list's first LEXICAL_DEPTH documents (the list fusion of eval.hybrid)."""
+    from eval.hybrid import interpolate_scores
 
     dense, lexical = pair
     scores, positions = fuse(dense, lexical, 60, "adaptive")

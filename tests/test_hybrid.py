@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retriever.hybrid import HybridSearcher, interpolate_scores, reciprocal_rank_fusion
+from eval.hybrid import HybridSearcher, interpolate_scores, reciprocal_rank_fusion
 
 
 def test_rrf_sums_reciprocal_ranks():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from indexes.build import build_index
-from indexes.impact import document_term_weights, quantise, query_term_weights, term_centroids
+from eval.impact import document_term_weights, quantise, query_term_weights, term_centroids
 from indexes.store import IndexStore
 from indexes.writes import delete_documents
-from retriever.lucene import LuceneImpact, lucene_available
+from eval.lucene import LuceneImpact, lucene_available
 from conftest import SAMPLE, synthetic_batch, synthetic_docs, stored
 
 VOCAB = 500
@@ -112,8 +112,8 @@ def test_lucene_impact_scores_are_dot_products_of_integer_weights(store, tmp_pat
 @needs_lucene
 def test_lucene_bm25_ranks_the_sample(tmp_path):
     from retriever import read_corpus
-    from retriever.bm25 import BM25s
-    from retriever.lucene import LuceneBM25
+    from eval.bm25 import BM25s
+    from eval.lucene import LuceneBM25
 
     docs = read_corpus(SAMPLE)
     bm25 = LuceneBM25.build(docs, tmp_path / "bm25")
@@ -131,7 +131,7 @@ def test_lucene_bm25_ranks_the_sample(tmp_path):
 @needs_lucene
 def test_failed_lucene_build_keeps_the_previous_index(tmp_path):
     from retriever import read_corpus
-    from retriever.lucene import LuceneBM25
+    from eval.lucene import LuceneBM25
 
     docs = read_corpus(SAMPLE)
     LuceneBM25.build(docs, tmp_path / "bm25")
@@ -140,14 +140,14 @@ def test_failed_lucene_build_keeps_the_previous_index(tmp_path):
         yield {"id": "x", "contents": "fine"}
         raise RuntimeError("corpus read failed")
 
-    from retriever.lucene import build_lucene_index
+    from eval.lucene import build_lucene_index
     with pytest.raises(RuntimeError, match="corpus read failed"):
         build_lucene_index(broken(), tmp_path / "bm25", collection="JsonCollection")
     assert LuceneBM25(tmp_path / "bm25").search("solar panels", 1)[0][0].startswith("solar")
 
 
 def test_lucene_paths_name_what_to_install(monkeypatch):
-    import retriever.lucene as lucene
+    import eval.lucene as lucene
 
     if lucene_available():
         monkeypatch.setattr(lucene, "_started", False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from indexes.files import IndexFormatError
-from indexes.lexical import bm25_search, build_lexical_lists
+from indexes.lexical import LexicalQueries, LexicalStats, bm25_batch, build_lexical_lists, lexical_stats
 from retriever import Document, Index, Searcher, read_corpus, read_queries
-from retriever.hybrid import interpolate_scores, reciprocal_rank_fusion
+from eval.hybrid import interpolate_scores, reciprocal_rank_fusion
 from conftest import SAMPLE
 
 
@@ -16,6 +16,38 @@ class _Lists:
     def __init__(self, texts):
         for name, array in build_lexical_lists(texts).items():
             setattr(self, name[:-4], array)
+
+
+def bm25_search(segments, bases, alive, text, k):
+    """One query's (scores, positions) with the padding cut off."""
+    queries = LexicalQueries.from_texts([text])
+    scores, positions = bm25_batch(segments, bases, alive, queries, lexical_stats(segments, bases[-1], queries), k)
+    keep = positions[0] >= 0
+    return scores[0][keep], positions[0][keep]
+
+
+def test_a_batch_scores_as_its_queries_one_by_one_and_shards_as_one_index():
+    texts = [d.full_text for d in read_corpus(SAMPLE)]
+    queries = [q.text for q in read_queries(SAMPLE)] + ["", "the of and", "zzzunknownword"]
+    whole, bases, alive = _Lists(texts), np.array([0, len(texts)]), np.ones(len(texts), bool)
+    batch = LexicalQueries.from_texts(queries)
+    scores, positions = bm25_batch([whole], bases, alive, batch, lexical_stats([whole], len(texts), batch), 7)
+    for i, q in enumerate(queries):
+        s, p = bm25_search([whole], bases, alive, q, 7)
+        np.testing.assert_array_equal(positions[i][:len(p)], p)
+        assert (positions[i][len(p):] == -1).all()
+        np.testing.assert_array_equal(scores[i][:len(s)], s)
+    # Two shards (positions local to each) with merged statistics score exactly as one index.
+    cut = len(texts) // 3
+    shards = [_Lists(texts[:cut]), _Lists(texts[cut:])]
+    stats = LexicalStats.merge([lexical_stats([shards[0]], cut, batch), lexical_stats([shards[1]], len(texts) - cut, batch)])
+    parts = [bm25_batch([shards[0]], np.array([0, cut]), alive[:cut], batch, stats, 7),
+             bm25_batch([shards[1]], np.array([0, len(texts) - cut]), alive[cut:], batch, stats, 7)]
+    for i in range(len(queries)):
+        got = {int(p) + (cut if j else 0): float(s) for j, (ss, pp) in enumerate(parts)
+               for s, p in zip(ss[i], pp[i]) if p >= 0}
+        want = {int(p): float(s) for s, p in zip(scores[i], positions[i]) if p >= 0}
+        assert all(got[p] == s for p, s in want.items())      # bit-equal scores
 
 
 def test_bm25_equals_bm25s_on_the_sample():

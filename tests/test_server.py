@@ -236,15 +236,14 @@ def test_adds_past_max_segments_are_merged(index_dir, tmp_path):
 
 def test_a_sharded_index_is_served_like_one_index(tmp_path):
     """Search (dense, hybrid, filtered), add, get and delete over HTTP on a sharded index, equal to
-    the library's ShardedSearcher."""
-    from retriever import ShardedSearcher
-    from retriever.sharded import build_sharded
+    the library's Searcher over it."""
+    from retriever import Index, Searcher, open_index
 
     documents = read_corpus(SAMPLE)
     for d in documents:
         d.metadata = {"topic": d.id.split("-")[0]}
     encoder = load_encoder(device="cpu")
-    build_sharded(tmp_path / "sharded", documents, encoder, n_shards=2)
+    Index.build(tmp_path / "sharded", documents, encoder, shards=2, show_progress=False)
     s = Server(tmp_path / "sharded").start()
     try:
         info = httpx.get(f"{s.url}/indexes").json()[0]
@@ -252,7 +251,7 @@ def test_a_sharded_index_is_served_like_one_index(tmp_path):
         query = "how do plants turn sunlight into sugar"
         for hybrid in (True, False):
             body = httpx.post(f"{s.url}/search", json={"query": query, "k": 5, "hybrid": hybrid}).json()
-            expected = ShardedSearcher(tmp_path / "sharded", encoder, hybrid=hybrid).search(query, k=5)
+            expected = Searcher(open_index(tmp_path / "sharded"), encoder, hybrid=hybrid).search(query, k=5)
             assert [h["id"] for h in body["hits"]] == expected.doc_ids[0]
             assert [h["score"] for h in body["hits"]] == pytest.approx(expected.scores[0].tolist(), abs=1e-3)
         filtered = httpx.post(f"{s.url}/search", json={"query": query, "k": 30, "filter": {"topic": "wind"}}).json()

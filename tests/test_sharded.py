@@ -1,19 +1,19 @@
-"""Sharded builds (in-process and on a local Ray cluster) against a single index with the same codec."""
+"""One Searcher over a single index and over 1- and 3-shard sets: identical rankings (dense,
+hybrid, lexical, filtered), identical stats() keys, writes; sharded builds in process and on Ray."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 
-from indexes.build import TokenBatch, build_index
-from indexes.sharded import read_shards
-from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
-from retriever.sharded import ShardedIndex, ShardedSearcher, build_sharded, shard_ranges
-from retriever.cache import concat_embeddings
-from retriever.stopwords import stopword_token_ids
+from indexes.sharded import commit_shards, new_shard_names, read_shards
+from retriever import Document, Index, Searcher, ShardedIndex, load_encoder, open_index, read_corpus, read_queries
+from retriever.index import encoder_spec
+from retriever.sharded import build_shard, shard_ranges
 from conftest import SAMPLE
+
+SETTINGS = [dict(), dict(hybrid=False), dict(engine="exhaustive"), dict(engine="vocab"), dict(engine="union"),
+            dict(fusion="lexical"), dict(fusion="rrf"), dict(quality="fast", hybrid=False)]
 
 
 def test_shard_ranges_cover_every_document_once():
@@ -30,72 +30,89 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def documents():
-    return read_corpus(SAMPLE)
+    docs = read_corpus(SAMPLE)
+    for i, d in enumerate(docs):
+        d.metadata = {"topic": d.id.split("-")[0], "n": i}
+    return docs
 
 
-def _single_with_same_codec(path, sharded_dir, documents, encoder):
-    """One index of all documents, coded with the sharded build's codec and idf, from the same
-    vectors: encoded shard by shard as the sharded build does (a document's vectors differ in the
-    last digits with the shape of the batch it was encoded in, which is not what is compared)."""
-    shards = read_shards(sharded_dir)["shards"]
-    first = Index.open(sharded_dir / shards[0])
-    parts = [encoder.encode_documents([documents[i].full_text for i in r], show_progress=False)
-             for r in shard_ranges(len(documents), len(shards))]
-    e = concat_embeddings(parts)
-    build_index(path, TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms), [d.to_dict() for d in documents],
-                recipe=first.manifest["recipe"], info={"encoder": first.encoder_spec, "encoding": {}},
-                vocab_size=len(encoder.tokenizer), codec=first.store.codec, idf=first.store.idf,
-                stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist))
-    return Index.open(path)
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory, documents, encoder):
+    """A 3-shard build (Index.build), then a single index and a 1-shard set written with its
+    codec and idf from the same vectors: the three must rank alike."""
+    root = tmp_path_factory.mktemp("conformance")
+    three = Index.build(root / "three", documents, encoder, shards=3, show_progress=False)
+    assert isinstance(three, ShardedIndex) and len(three.shards) == 3
+    first = three.shards[0].store
+    e = encoder.encode_documents([d.full_text for d in documents], show_progress=False)
+    from indexes.build import TokenBatch, build_index
+    from retriever.stopwords import stopword_token_ids
+
+    batch = TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms)
+    build_index(root / "single", batch, [d.to_dict() for d in documents], recipe=three.manifest["recipe"],
+                info={"encoder": encoder_spec(encoder), "encoding": {}}, vocab_size=len(encoder.tokenizer),
+                codec=first.codec, idf=first.idf, stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist))
+    names = new_shard_names(1)
+    (root / "one").mkdir()
+    build_shard(str(root / "one" / names[0]), [d.to_dict() for d in documents], encoder_spec(encoder), first.codec,
+                first.idf, three.manifest["recipe"], batch, {})
+    commit_shards(root / "one", names, {"n_docs": len(documents), "recipe": three.manifest["recipe"],
+                                        "encoder": encoder_spec(encoder)})
+    return {"single": open_index(root / "single"), "one shard": open_index(root / "one"), "three shards": three}
 
 
-def _assert_same_results(sharded_dir, single, encoder, **kwargs):
-    texts = [q.text for q in read_queries(SAMPLE)]
-    a = ShardedSearcher(sharded_dir, encoder=encoder, hybrid=False, **kwargs).search_batch(texts, k=8)
-    b = Searcher(single, encoder=encoder, hybrid=False, **kwargs).search_batch(texts, k=8)
-    assert a.doc_ids == b.doc_ids
-    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+def test_one_searcher_ranks_a_single_index_and_shard_sets_alike(indexes, encoder, settings):
+    texts = [q.text for q in read_queries(SAMPLE)] + ["kiwi"]
+    got = {name: Searcher(index, encoder=encoder, **settings).search_batch(texts, k=8)
+           for name, index in indexes.items()}
+    want = got["single"]
+    assert any(len(row) for row in want.doc_ids)
+    for name, r in got.items():
+        assert r.doc_ids == want.doc_ids, name
+        np.testing.assert_allclose(r.scores, want.scores, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(r.indices >= 0, want.indices >= 0)
 
 
-def test_sharded_build_equals_single_index_with_the_same_codec(tmp_path, documents, encoder):
-    manifest = build_sharded(tmp_path / "sharded", documents, encoder, n_shards=3)
-    assert len(manifest["shards"]) == 3 and manifest["n_docs"] == len(documents)
-    single = _single_with_same_codec(tmp_path / "single", tmp_path / "sharded", documents, encoder)
-    _assert_same_results(tmp_path / "sharded", single, encoder, engine="exhaustive")
-    _assert_same_results(tmp_path / "sharded", single, encoder, nprobe=10_000, n_candidates=10_000)
-    # A rebuild replaces the shards as a whole: the old build's folders are gone.
-    again = build_sharded(tmp_path / "sharded", documents, encoder, n_shards=2)
-    assert sorted(p.name for p in (tmp_path / "sharded").iterdir() if p.is_dir()) == sorted(again["shards"])
+def test_filters_ids_and_positions_agree_across_shards(indexes, encoder):
+    query = "how do plants turn sunlight into sugar"
+    for kwargs in (dict(filter={"n": {"gte": 10}}), dict(ids=["wind-1", "solar-2", "nope"]),
+                   dict(filter={"$not": {"topic": "solar"}})):
+        rows = {name: Searcher(index, encoder=encoder).search(query, k=6, **kwargs) for name, index in indexes.items()}
+        assert len({tuple(r.doc_ids[0]) for r in rows.values()}) == 1, kwargs
+        for name, r in rows.items():
+            index = indexes[name]
+            assert [index.document(int(p))["id"] for p in r.indices[0] if p >= 0] == r.doc_ids[0]
+            assert all(index.position_of(d) == int(p) for d, p in zip(r.doc_ids[0], r.indices[0]))
 
 
-def test_ray_build_survives_a_killed_worker(tmp_path, documents, encoder):
-    ray = pytest.importorskip("ray", reason="Ray not installed (pip install -e '.[ray]')")
-    marker = tmp_path / "crashed-once"
-    os.environ["TESSERA_CRASH_ONCE"] = str(marker)        # the first shard task kills its worker
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-                 object_store_memory=200 * 2**20)
-        manifest = build_sharded(tmp_path / "ray", documents, encoder, n_shards=2, use_ray=True)
-        # The same shards searched by Ray actors answer exactly as searched in threads.
-        texts = [q.text for q in read_queries(SAMPLE)]
-        by_actors = ShardedSearcher(tmp_path / "ray", encoder=encoder, ray=True).search_batch(texts, k=5)
-        by_threads = ShardedSearcher(tmp_path / "ray", encoder=encoder).search_batch(texts, k=5)
-        assert by_actors.doc_ids == by_threads.doc_ids
-        np.testing.assert_allclose(by_actors.scores, by_threads.scores, rtol=1e-6)
-    finally:
-        del os.environ["TESSERA_CRASH_ONCE"]
-        ray.shutdown()
-    assert marker.exists(), "no worker was killed: the test did not test a retry"
-    assert manifest["ray"] and sum(s["documents"] for s in manifest["build"]["shards"]) == len(documents)
-    single = _single_with_same_codec(tmp_path / "single", tmp_path / "ray", documents, encoder)
-    _assert_same_results(tmp_path / "ray", single, encoder, engine="exhaustive")
-    _assert_same_results(tmp_path / "ray", single, encoder)
+def test_stats_have_the_same_keys(indexes):
+    keys = {name: set(index.stats()) for name, index in indexes.items()}
+    assert keys["single"] == keys["one shard"] == keys["three shards"]
+    assert indexes["three shards"].stats()["shards"] == 3 and indexes["three shards"].stats()["documents"] == 30
 
 
-def test_cli_builds_and_searches_a_sharded_index(tmp_path, capsys):
+def test_rebuild_replaces_the_shards_as_a_whole_and_refuses_a_single_index_folder(tmp_path, documents, encoder):
+    Index.build(tmp_path / "s", documents, encoder, shards=3, show_progress=False)
+    again = Index.build(tmp_path / "s", documents, encoder, shards=2, show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == sorted(again.manifest["shards"])
+    assert all(s["encoding"]["tokens_per_second"] > 0 for s in read_shards(tmp_path / "s")["build"]["shards"])
+    Index.build(tmp_path / "one", documents[:5], encoder, show_progress=False)
+    with pytest.raises(ValueError, match="single index"):
+        Index.build(tmp_path / "one", documents, encoder, shards=2, show_progress=False)
+    with pytest.raises(ValueError, match="sharded index"):
+        Index.build(tmp_path / "s", documents, encoder, show_progress=False)
+
+
+def test_cli_builds_and_searches_a_sharded_index_with_every_option(tmp_path, capsys):
     import tessera
 
-    assert tessera.main(["index", "--corpus", str(SAMPLE), "--index", str(tmp_path / "sh"), "--shards", "2"]) == 0
+    (tmp_path / "sh").mkdir()
+    (tmp_path / "sh" / "notes.txt").write_text("mine")
+    args = ["index", "--corpus", str(SAMPLE), "--index", str(tmp_path / "sh"), "--shards", "2"]
+    assert tessera.main(args) == 1                                         # a foreign folder, without --force
+    assert tessera.main(args + ["--force", "--cache", str(tmp_path / "cache"), "--batch-size", "4"]) == 0
+    assert (tmp_path / "sh" / "notes.txt").read_text() == "mine" and any((tmp_path / "cache").iterdir())
     assert tessera.main(["search", "--index", str(tmp_path / "sh"), "how do solar panels make electricity",
                          "-k", "2"]) == 0
     out = capsys.readouterr().out
@@ -104,16 +121,12 @@ def test_cli_builds_and_searches_a_sharded_index(tmp_path, capsys):
 
 
 def test_sharded_index_adds_deletes_and_filters_like_one_index(tmp_path, documents, encoder):
-    from retriever import Document, ShardedIndex, open_index, searcher_for
-
-    build_sharded(tmp_path / "s", documents[:12], encoder, n_shards=3)
-    index = open_index(tmp_path / "s")
-    assert isinstance(index, ShardedIndex) and len(index) == 12
+    index = Index.build(tmp_path / "s", documents[:12], encoder, shards=3, show_progress=False)
     sizes = [len(s) for s in index.shards]
     new = [Document(id="kiwi-1", title="Kiwi fruit", text="Kiwi fruit is rich in vitamin C and grows on vines.")]
     index.add(new, encoder)
     assert [len(s) for s in index.shards][int(np.argmin(sizes))] == min(sizes) + 1   # the smallest shard took it
-    searcher = searcher_for(index, encoder, hybrid=False)
+    searcher = Searcher(index, encoder, hybrid=False)
     hit = searcher.search("which fruit grows on vines and has vitamin C?", k=3)
     assert hit.doc_ids[0][0] == "kiwi-1"
     assert index.document(int(hit.indices[0, 0]))["id"] == "kiwi-1" == index.document(index.position_of("kiwi-1"))["id"]
@@ -122,30 +135,10 @@ def test_sharded_index_adds_deletes_and_filters_like_one_index(tmp_path, documen
     home = next(i for i, s in enumerate(index.shards) if s.position_of(documents[0].id) is not None)
     index.add([Document(id=documents[0].id, title="Kiwi fruit too", text=new[0].text)], encoder, upsert=True)
     assert index.shards[home].position_of(documents[0].id) is not None and len(index) == 13   # replaced in place
-    # A filter mask over global positions reaches every shard: only the allowed documents come back.
     allowed = np.zeros(index.n_positions, dtype=bool)
     allowed[[index.position_of("kiwi-1"), index.position_of(documents[5].id)]] = True
     for fusion in (None, "none", "lexical"):
-        got = searcher_for(index, encoder, fusion=fusion).search_batch(["kiwi vitamin"], k=5, allowed=allowed,
-                                                                       texts=["kiwi vitamin"])
+        got = Searcher(index, encoder, fusion=fusion).search_batch(["kiwi vitamin"], k=5, allowed=allowed)
         assert set(got.doc_ids[0]) <= {"kiwi-1", documents[5].id} and "kiwi-1" in got.doc_ids[0]
     assert index.delete(["kiwi-1"]) == 1 and index.position_of("kiwi-1") is None and len(index) == 12
-    assert "kiwi-1" not in searcher_for(index, encoder).search("kiwi fruit vines", k=13).doc_ids[0]
-
-
-def test_sharded_hybrid_merges_each_side_then_fuses(tmp_path, documents, encoder):
-    """Hybrid over shards: the dense side equals one index's (same codec); BM25 uses each shard's
-    own statistics, so the fused list is compared with a fusion of the merged sides."""
-    from indexes.fusion import fuse
-
-    build_sharded(tmp_path / "s", documents, encoder, n_shards=2)
-    texts = [q.text for q in read_queries(SAMPLE)]
-    hybrid = ShardedSearcher(tmp_path / "s", encoder=encoder).search_batch(texts, k=5)
-    dense = ShardedSearcher(tmp_path / "s", encoder=encoder, hybrid=False).search_batch(texts, k=100)
-    lexical = ShardedSearcher(tmp_path / "s", encoder=encoder, fusion="lexical").search_batch(texts, k=100)
-    want_scores, want_positions = fuse((dense.scores, dense.indices), (lexical.scores, lexical.indices), 5, "adaptive")
-    for q in range(len(texts)):
-        expected = [(p, s) for p, s in zip(want_positions[q].tolist(), want_scores[q].tolist()) if p >= 0]
-        assert hybrid.indices[q].tolist() == [p for p, _ in expected]
-        np.testing.assert_allclose(hybrid.scores[q], [s for _, s in expected], rtol=1e-6)
-        assert hybrid.doc_ids[q] == [ShardedIndex.open(tmp_path / "s").document(p)["id"] for p, _ in expected]
+    assert "kiwi-1" not in searcher.search("kiwi fruit vines", k=13).doc_ids[0]

@@ -8,14 +8,14 @@ Fusions (the array versions, and "adaptive", the default of a Searcher: indexes/
 "none" returns the neural ranking alone and "lexical" the lexical one.
 
 The lexical side is any object with `search(query, k) -> [(doc id, score)]`: `LuceneBM25`
-(retriever/lucene.py) or `BM25s` (retriever/bm25.py), which needs no Java.
+(eval/lucene.py) or `BM25s` (eval/bm25.py), which needs no Java.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from indexes.fusion import FUSIONS   # the one list of fusion names
+from indexes.names import FUSIONS   # the one list of fusion names
 
 __all__ = ["FUSIONS", "reciprocal_rank_fusion", "interpolate_scores", "fuse", "HybridSearcher"]
 

@@ -128,7 +128,7 @@ class LuceneBM25:
 
 
 class LuceneImpact:
-    """An impact index of per-document term weights (indexes/impact.py), searched with a
+    """An impact index of per-document term weights (eval/impact.py), searched with a
     term -> weight map through Anserini's SimpleImpactSearcher.
 
     Terms are written as "t<vocabulary id>", so word pieces need no escaping and every query term
@@ -148,7 +148,7 @@ class LuceneImpact:
     @staticmethod
     def records(weights: Iterable[tuple[str, "object", "object"]], scale: float = 100.0) -> Iterable[dict]:
         """JsonVectorCollection records from (doc id, term ids, float weights) triples."""
-        from indexes.impact import quantise
+        from eval.impact import quantise
 
         for doc_id, terms, values in weights:
             yield {"id": doc_id, "contents": "",
@@ -162,7 +162,7 @@ class LuceneImpact:
 
     def search(self, term_weights: dict[int, float], k: int = 100, scale: float = 100.0) -> list[tuple[str, float]]:
         """(doc id, impact score) pairs, best first, for a query given as term id -> weight."""
-        from indexes.impact import quantise
+        from eval.impact import quantise
 
         query = self._map()
         terms = list(term_weights)

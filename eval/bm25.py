@@ -1,7 +1,7 @@
 """BM25 without Java: bm25s over documents' title + text (English stopwords), in memory.
 
 The fallback lexical side of hybrid search when Pyserini is not installed; `LuceneBM25`
-(retriever/lucene.py) is the reference implementation.
+(eval/lucene.py) is the reference implementation.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Request and response bodies of the search API (pydantic), with the size limits they enforce.
 
 A request over a limit gets 422 with the field named; a body over MAX_BODY_BYTES gets 413.
+Shared by the server and the client (client/http.py), so this module imports pydantic and pure
+Python only: no FastAPI, numpy, torch or model code (tests/test_client.py holds it to that).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from indexes.names import MAX_K, QUALITIES, QUERY_STAGES
+from indexes.values import check_stored_value
 from retriever.corpus import MAX_TEXT_CHARS
-from retriever.filters import check_filter
-from retriever.index import check_stored_value
-from retriever.searcher import MAX_K
+from retriever.filter_grammar import check_filter
 
 MAX_QUERY_CHARS = 2_000
 MAX_BATCH = 64
@@ -44,8 +46,8 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     index: str | None = Field(default=None, description="index name; may be left out when one index is served")
     k: int = Field(default=10, ge=1, le=MAX_K)
-    quality: Literal["fast", "balanced", "accurate"] = "balanced"
-    engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
+    quality: Literal[QUALITIES] = "balanced"
+    engine: Literal[QUERY_STAGES] = "token"
     hybrid: bool = Field(default=True, description="fuse with BM25 over the index's own lexical lists "
                                                    "(when it has them); false: the dense ranking alone")
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
@@ -69,8 +71,8 @@ class BatchSearchRequest(BaseModel):
     queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
     index: str | None = None
     k: int = Field(default=10, ge=1, le=MAX_K)
-    quality: Literal["fast", "balanced", "accurate"] = "balanced"
-    engine: Literal["token", "vocab", "union", "exhaustive"] = "token"
+    quality: Literal[QUALITIES] = "balanced"
+    engine: Literal[QUERY_STAGES] = "token"
     hybrid: bool = True
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
     return_documents: bool = True

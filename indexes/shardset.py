@@ -1,0 +1,115 @@
+"""A set of shards searched as one index: the same `Ranker` interface as one snapshot's `Engine`.
+
+    shards = ShardSet([Engine(store, nprobe=8) for store in stores], ThreadExecutor(len(stores)))
+    scores, positions = shards.search(queries, k=10, fusion="adaptive", lexical=lexical)
+
+Global positions are `shard base + position in the shard` (bases in shard order), so results,
+masks and ids work as for one index. All shards share one codec, so dense scores compare across
+shards and the merged top-k equals the top-k of one index coded with that codec. BM25 uses the
+statistics of all shards together (document frequencies and lengths added up, then sent to each
+shard), so lexical scores equal one index's, and the fusion runs once over the merged lists.
+
+Per-shard work goes through an executor: `ThreadExecutor` runs it in threads of this process
+(the kernels release the GIL); `indexes.ray_executor.RayExecutor` sends it to Ray actors, each
+holding one shard's memory-mapped files on whichever node it was placed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from .lexical import LexicalQueries, LexicalStats
+from .positions import locate, part_bases
+from .ranker import Ranker, merge_top_k
+
+__all__ = ["ShardSet", "Executor", "ThreadExecutor"]
+
+
+class Executor(Protocol):
+    """Runs one method on every shard's ranker: call(name, per_shard_args) -> one result per
+    shard, in shard order. per_shard_args[i] is the positional argument tuple of shard i."""
+
+    def call(self, method: str, per_shard_args: Sequence[tuple]) -> list[Any]: ...
+
+
+class ThreadExecutor:
+    """Shards' rankers in this process, called in parallel threads."""
+
+    def __init__(self, rankers: Sequence[Ranker]):
+        self.rankers = list(rankers)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.rankers)), thread_name_prefix="tessera-shard")
+
+    def call(self, method: str, per_shard_args: Sequence[tuple]) -> list[Any]:
+        if len(self.rankers) == 1:
+            return [getattr(self.rankers[0], method)(*per_shard_args[0])]
+        futures = [self._pool.submit(getattr(r, method), *args) for r, args in zip(self.rankers, per_shard_args)]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+class ShardSet(Ranker):
+    """Shards searched as one index (see the module docstring).
+
+    executor: an Executor over the shards' rankers; sizes: each shard's n_positions;
+    has_lexical: every shard has lexical lists."""
+
+    def __init__(self, executor: Executor, sizes: Sequence[int], has_lexical: bool):
+        self.executor = executor
+        self.bases = part_bases(sizes)
+        self.has_lexical = has_lexical
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.bases[-1])
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.bases) - 1
+
+    def locate(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, local position) of global positions (indexes/positions.py)."""
+        return locate(self.bases, positions)
+
+    def _split(self, allowed: np.ndarray | None) -> list:
+        if allowed is None:
+            return [None] * self.n_shards
+        return [allowed[a:b] for a, b in zip(self.bases[:-1], self.bases[1:])]
+
+    def dense(self, queries: np.ndarray, k: int, *, first_stage: str, allowed: np.ndarray | None,
+              term_ids: np.ndarray | None, candidates: list | None) -> tuple[np.ndarray, np.ndarray]:
+        per_shard_candidates = [None] * self.n_shards
+        if candidates is not None:
+            per_shard_candidates = [[self._local(c, i) for c in candidates] for i in range(self.n_shards)]
+        parts = self.executor.call("dense", [(queries, k, first_stage, mask, term_ids, c) for mask, c in
+                                                  zip(self._split(allowed), per_shard_candidates)])
+        return merge_top_k(parts, self.bases, k)
+
+    def _local(self, positions, shard: int) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        inside = (positions >= self.bases[shard]) & (positions < self.bases[shard + 1])
+        return positions[inside] - self.bases[shard]
+
+    def lexical_stats(self, lexical: LexicalQueries) -> LexicalStats:
+        return LexicalStats.merge(self.executor.call("lexical_stats", [(lexical,)] * self.n_shards))
+
+    def bm25(self, lexical: LexicalQueries, depth: int, allowed: np.ndarray | None,
+             stats: LexicalStats) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.executor.call("bm25", [(lexical, depth, mask, stats) for mask in self._split(allowed)])
+        return merge_top_k(parts, self.bases, depth)
+
+    def doc_ids(self, positions: np.ndarray) -> list[list[str]]:
+        positions = np.asarray(positions, dtype=np.int64)
+        shard, local = (a.ravel() for a in self.locate(positions))
+        held = [np.flatnonzero(shard == i) for i in range(self.n_shards)]   # what each shard names
+        named = self.executor.call("doc_ids", [(local[h][None],) for h in held])
+        flat = np.empty(shard.size, dtype=object)
+        for h, ids in zip(held, named):
+            if len(h):
+                flat[h] = ids[0]
+        grid = flat.reshape(positions.shape)
+        return [grid[q][positions[q] >= 0].tolist() for q in range(len(positions))]
