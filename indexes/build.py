@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .codec import ResidualCodec
+from .codec import ResidualCodec, default_n_centroids
 from .recipe import Recipe
 from .reduce import Reduced, idf_from_token_ids, reduce_tokens
 from .segment import SegmentArrays
@@ -21,7 +21,7 @@ from .store import IndexStore
 from .verify import require_intact
 from .writes import LOCK_TIMEOUT, append_segment, check_build_target, create_index, rewrite_index
 
-__all__ = ["TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
+__all__ = ["growth", "TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
 
 _SAMPLE_CAP = 262_144  # vectors used to fit the codec at most (k-means also caps at 40 per centroid)
 
@@ -186,3 +186,18 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
                          expected_generation=store.manifest["generation"], sources=sources, lock_timeout=lock_timeout)
+
+
+def growth(store: IndexStore) -> dict:
+    """How far the collection has grown past its codec: stored vectors now, the centroids the
+    codec has and the count a build of today's collection would size (indexes/codec.py), mean
+    list length, and `retrain`: True once today's count is at least twice the codec's (lists
+    twice as long as a fresh build's, so probing costs twice as much), unless the recipe fixes
+    the count. `compact(retrain=True)` then refits the codec for the collection."""
+    n_vectors = sum(int(s.entry["n_vectors"]) for s in store.segments)
+    have = store.codec.n_centroids
+    sized = default_n_centroids(n_vectors)
+    fixed = Recipe.parse(store.manifest["recipe"]).n_centroids is not None
+    return {"stored_vectors": n_vectors, "centroids": have, "sized_centroids": sized,
+            "mean_list_length": n_vectors / max(1, have), "segments": len(store.segments),
+            "retrain": (not fixed) and sized >= 2 * have}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import compiled
-from .lexical import LexicalQueries, LexicalStats
+from .lexical import LexicalQueries, LexicalStats, store_bm25, store_lexical_stats
 from .maxsim import pick_device, search_blocks
 from .names import FIRST_STAGES
 from .ranker import Ranker
@@ -102,11 +102,11 @@ class Engine(Ranker):
         return self.store.has_lexical
 
     def lexical_stats(self, lexical: LexicalQueries) -> LexicalStats:
-        return self.store.lexical_stats(lexical)
+        return store_lexical_stats(self.store, lexical)
 
     def bm25(self, lexical: LexicalQueries, depth: int, allowed: np.ndarray | None,
              stats: LexicalStats) -> tuple[np.ndarray, np.ndarray]:
-        return self.store.bm25(lexical, depth, allowed, stats)
+        return store_bm25(self.store, lexical, depth, allowed, stats)
 
     def doc_ids(self, positions: np.ndarray) -> list[list[str]]:
         return self.store.doc_ids(positions)

@@ -29,7 +29,7 @@ import numpy as np
 from .positions import expand_ranges
 
 __all__ = ["LEXICAL_FILES", "term_hashes", "build_lexical_lists", "LexicalQueries", "LexicalStats", "lexical_stats",
-           "bm25_batch"]
+           "bm25_batch", "store_lexical_stats", "store_bm25"]
 
 LEXICAL_FILES = ("lex_terms.npy", "lex_offsets.npy", "lex_docs.npy", "lex_tf.npy", "lex_doc_lengths.npy")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -168,3 +168,26 @@ def bm25_batch(segments: Sequence, bases: np.ndarray, alive: np.ndarray, queries
     scores[query[top], rank[top]] = summed[top]
     positions[query[top], rank[top]] = doc[top]
     return scores, positions
+
+
+def lexical_segments(store) -> list:
+    """The segments of an IndexStore, each with lexical lists (IndexFormatError naming the first without)."""
+    from .files import IndexFormatError
+
+    old = next((s.folder for s in store.segments if not s.has_lexical), None)
+    if old is not None:
+        raise IndexFormatError(f"{old}: no lexical lists (written by index format version < 3); "
+                               "compact the index (Index.compact) or rebuild it to add them")
+    return store.segments
+
+
+def store_lexical_stats(store, queries: LexicalQueries) -> LexicalStats:
+    """BM25 statistics of a batch's terms over one index snapshot (an IndexStore)."""
+    return lexical_stats(lexical_segments(store), store.n_positions, queries)
+
+
+def store_bm25(store, queries: LexicalQueries, depth: int, allowed: np.ndarray | None = None,
+               stats: LexicalStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """bm25_batch over one snapshot's live documents; stats: by default the snapshot's own."""
+    stats = store_lexical_stats(store, queries) if stats is None else stats
+    return bm25_batch(lexical_segments(store), store.segment_bases, store.alive, queries, stats, depth, allowed)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .positions import doc_blocks
+
 __all__ = ["maxsim_scores", "exhaustive_search", "search_blocks", "array_blocks", "pick_device"]
 
 
@@ -33,17 +35,6 @@ def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.T
     sims = vectors.float() @ queries.reshape(n_q * q_len, dim).T           # (n_vectors, n_q*q_len)
     best = torch.segment_reduce(sims, "max", lengths=lengths, axis=0)      # (n_docs, n_q*q_len)
     return best.reshape(-1, n_q, q_len).sum(dim=2).T.contiguous()
-
-
-def doc_blocks(offsets: np.ndarray, block_vectors: int):
-    """Yield (first_doc, end_doc) ranges holding about block_vectors vectors each."""
-    n_docs = len(offsets) - 1
-    first = 0
-    while first < n_docs:
-        end = int(np.searchsorted(offsets, offsets[first] + block_vectors, side="right")) - 1
-        end = min(max(end, first + 1), n_docs)
-        yield first, end
-        first = end
 
 
 def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 16384):

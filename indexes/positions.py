@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["part_bases", "locate", "expand_ranges"]
+__all__ = ["part_bases", "locate", "expand_ranges", "doc_blocks"]
 
 
 def part_bases(sizes: Sequence[int]) -> np.ndarray:
@@ -34,3 +34,14 @@ def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     first = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     return first + np.arange(total)
+
+
+def doc_blocks(offsets: np.ndarray, block_vectors: int):
+    """Yield (first_doc, end_doc) ranges holding about block_vectors vectors each."""
+    n_docs = len(offsets) - 1
+    first = 0
+    while first < n_docs:
+        end = int(np.searchsorted(offsets, offsets[first] + block_vectors, side="right")) - 1
+        end = min(max(end, first + 1), n_docs)
+        yield first, end
+        first = end

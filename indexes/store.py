@@ -22,10 +22,8 @@ import numpy as np
 import torch
 
 from .codec import ResidualCodec
-from .maxsim import doc_blocks
 from .files import IndexFormatError, check_file, load_npy, read_json
-from .positions import locate, part_bases
-from .lexical import LexicalQueries, LexicalStats, bm25_batch, lexical_stats
+from .positions import doc_blocks, locate, part_bases
 from .segment import Segment
 from .structure import check_codec, check_segment
 
@@ -168,46 +166,10 @@ class IndexStore:
                     yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
         return generate
 
-    def _lexical_segments(self) -> list[Segment]:
-        old = next((s.folder for s in self.segments if not s.has_lexical), None)
-        if old is not None:
-            raise IndexFormatError(f"{old}: no lexical lists (written by index format version < 3); "
-                                   "compact the index (Index.compact) or rebuild it to add them")
-        return self.segments
-
     @property
     def has_lexical(self) -> bool:
         """Every segment has lexical (BM25) lists (format v3+)."""
         return all(s.has_lexical for s in self.segments)
-
-    def lexical_stats(self, queries: LexicalQueries) -> LexicalStats:
-        """BM25 statistics of a batch's terms over this snapshot (indexes/lexical.py)."""
-        return lexical_stats(self._lexical_segments(), self.n_positions, queries)
-
-    def bm25(self, queries: LexicalQueries, depth: int, allowed: np.ndarray | None = None,
-             stats: LexicalStats | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`depth` live documents by BM25 for each query: (scores (n, depth) float32 padded
-        with -inf, positions (n, depth) int64 padded with -1), only `allowed` ones when given;
-        stats: collection statistics (a shard set's, merged), by default this snapshot's."""
-        stats = self.lexical_stats(queries) if stats is None else stats
-        return bm25_batch(self._lexical_segments(), self.segment_bases, self.alive, queries, stats, depth, allowed)
-
-    def growth(self) -> dict:
-        """How far the collection has grown past its codec: stored vectors now, the centroids the
-        codec has and the count a build of today's collection would size (indexes/codec.py), mean
-        list length, and `retrain`: True once today's count is at least twice the codec's (lists
-        twice as long as a fresh build's, so probing costs twice as much), unless the recipe fixes
-        the count. `compact(retrain=True)` then refits the codec for the collection."""
-        from .codec import default_n_centroids
-        from .recipe import Recipe
-
-        n_vectors = sum(int(s.entry["n_vectors"]) for s in self.segments)
-        have = self.codec.n_centroids
-        sized = default_n_centroids(n_vectors)
-        fixed = Recipe.parse(self.manifest["recipe"]).n_centroids is not None
-        return {"stored_vectors": n_vectors, "centroids": have, "sized_centroids": sized,
-                "mean_list_length": n_vectors / max(1, have), "segments": len(self.segments),
-                "retrain": (not fixed) and sized >= 2 * have}
 
     def nbytes(self) -> dict[str, int]:
         """Bytes on disk: 'search' (everything search reads) and 'documents' (stored texts)."""

@@ -111,7 +111,7 @@ class Index:
                 "stored_vectors": sum(s.entry["n_vectors"] for s in store.segments),
                 "bytes": store.nbytes()["total"], "bytes_search": store.nbytes()["search"], "segments": len(store.segments),
                 "encoder": self.encoder_spec["name"], "generation": self.manifest["generation"],
-                "growth": store.growth()}
+                "growth": self.growth()}
 
     @classmethod
     def open(cls, directory: str | Path, verify: bool | str = True) -> "Index":
@@ -220,10 +220,16 @@ class Index:
         compact_index(self.directory, retrain=retrain, lock_timeout=lock_timeout)
         return self.reload()
 
+    def growth(self) -> dict:
+        """How far the collection has outgrown its codec (indexes.build.growth)."""
+        from indexes.build import growth
+
+        return growth(self.store)
+
     def maintain(self, lock_timeout: float = LOCK_TIMEOUT) -> dict:
         """Compact, refitting the codec when the collection has outgrown it (IndexStore.growth);
         returns the growth figures it acted on."""
-        growth = self.store.growth()
+        growth = self.growth()
         self.compact(retrain=growth["retrain"], lock_timeout=lock_timeout)
         return growth
 

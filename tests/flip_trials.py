@@ -42,7 +42,7 @@ def prepare(directory: Path) -> None:
 def search(directory: Path, verify: bool = False) -> list:
     from conftest import synthetic_batch
     from indexes.engine import Engine
-    from indexes.lexical import LexicalQueries
+    from indexes.lexical import LexicalQueries, store_bm25
     from indexes.store import IndexStore
     from retriever.filters import filter_mask
     from retriever.index import Index
@@ -54,7 +54,7 @@ def search(directory: Path, verify: bool = False) -> list:
     for first_stage in ("token", "exhaustive"):
         scores, positions = engine.search(queries, 5, first_stage=first_stage)
         out.append((np.round(scores, 4).tolist(), positions.tolist()))
-    out.append(store.bm25(LexicalQueries.from_texts([f"text {i}" for i in (2, 7)]), 5)[1].tolist())
+    out.append(store_bm25(store, LexicalQueries.from_texts([f"text {i}" for i in (2, 7)]), 5)[1].tolist())
     out.append(np.flatnonzero(filter_mask(Index(store), {"n": {"gte": 3}})).tolist())
     out.append([store.document(p)["id"] for p in range(store.n_positions) if store.alive[p]])
     return out

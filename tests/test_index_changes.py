@@ -106,16 +106,16 @@ def test_an_outgrown_codec_is_refitted_by_maintenance(tmp_path):
     build_index(tmp_path, synthetic_batch(20, seed=0), synthetic_docs(20, "a"), recipe="res2",
                 info={"encoder": {"name": "t"}}, vocab_size=500)
     index = Index.open(tmp_path)
-    first = index.store.growth()
+    first = index.growth()
     assert not first["retrain"]
     for chunk in range(6):                            # the collection grows ~20x after the build
         add_to_index(tmp_path, synthetic_batch(60, seed=10 + chunk), synthetic_docs(60, f"b{chunk}-"))
     index.reload()
-    grown = index.store.growth()
+    grown = index.growth()
     assert grown["retrain"] and grown["sized_centroids"] >= 2 * grown["centroids"] == 2 * first["centroids"]
     assert index.stats()["growth"]["retrain"]
     ids = sorted(index.store.position_of)
     index.maintain()
-    after = index.store.growth()
+    after = index.growth()
     assert after["centroids"] == grown["sized_centroids"] and not after["retrain"] and after["segments"] == 1
     assert sorted(index.store.position_of) == ids
