@@ -22,7 +22,7 @@ STAGES = ("reduce_seconds", "codec_fit_seconds", "compress_seconds", "write_seco
 
 
 def _build(embeddings, documents, encoder, directory: Path, compiled: bool) -> dict:
-    from indexes import reduce
+    from indexes.builder import reduce
     from retriever.index import Index
 
     saved = reduce._agglomerate

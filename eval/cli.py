@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from indexes.recipe import DEFAULT_RECIPE
+from indexes.builder.recipe import DEFAULT_RECIPE
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,31 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from indexes.recipe import DEFAULT_RECIPE
+from indexes.builder.recipe import DEFAULT_RECIPE
 
+from .collections import load_collection, save_rankings
 from .reference import loss_percent, uncompressed_search
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLLECTIONS = ["scifact", "vaswani", "cranfield", "attributes", "long-scifact", "tq-cranfield", "titles-cranfield"]
 RECIPES = [DEFAULT_RECIPE, "res2", "res1", "pool2,res2", "pool3,res2", "kpool2,res2", "merge85,res2", "merge90,res2",
            "merge90,res1", "merge95,res1"]
 DEPTH = 100
-
-
-def load_collection(name: str):
-    """A Dataset by name: a shared collection, "attributes", or a generated variant of a shared one:
-    "long-<shared>" (paragraph queries), "tq-<shared>" (titles as queries, lexically weak),
-    "titles-<shared>" (documents cut to their titles)."""
-    from .datasets import load_dataset
-    from .stress import attribute_collection, long_query_collection, title_document_collection, title_query_collection
-
-    if name == "attributes":
-        return attribute_collection()
-    variants = {"long": long_query_collection, "tq": title_query_collection, "titles": title_document_collection}
-    kind, _, base = name.partition("-")
-    if base and kind in variants:
-        return variants[kind](load_dataset(SHARED / base))
-    return load_dataset(SHARED / name)
 
 
 def _ndcg(data, ids: list[list[str]], scores: np.ndarray) -> float:
@@ -61,18 +45,6 @@ def _ndcg(data, ids: list[list[str]], scores: np.ndarray) -> float:
 def _documents_of(name: str) -> str:
     """The cache / index folder name of a collection's documents ("long-x" shares x's)."""
     return name[5:] if name.startswith("long-") else name
-
-
-def save_rankings(path: Path, **rankings: tuple[np.ndarray, np.ndarray]) -> None:
-    """Write (scores, positions) pairs as <name>_scores / <name>_positions arrays of one .npz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{f"{k}_{part}": arr for k, pair in rankings.items() for part, arr in zip(("scores", "positions"), pair)})
-
-
-def load_rankings(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with np.load(path) as f:
-        names = {k.rsplit("_", 1)[0] for k in f.files}
-        return {n: (f[f"{n}_scores"], f[f"{n}_positions"]) for n in names}
 
 
 def run_collection(name: str, recipes: list[str], cache_root: Path, work: Path, done: set, sink) -> None:

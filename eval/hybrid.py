@@ -1,6 +1,6 @@
 """Hybrid search: fuse a lexical ranking (BM25) with Tessera's late-interaction ranking.
 
-Fusions (the array versions, and "adaptive", the default of a Searcher: indexes/fusion.py):
+Fusions (the array versions, and "adaptive", the default of a Searcher: indexes/search/fusion.py):
 - "rrf": reciprocal-rank fusion, score(d) = sum over rankings of 1 / (rrf_k + rank(d)), ranks from
   1 (Cormack et al. 2009; rrf_k = 60 as there). Needs no score calibration.
 - "interpolate": each ranking's scores min-max normalised to [0, 1] over its own list, then
@@ -72,10 +72,10 @@ def fuse(dense: Sequence[tuple], lexical: Sequence[tuple], fusion: str, alpha: f
 
 
 def _adaptive(dense: Sequence[tuple], lexical: Sequence[tuple]) -> list[tuple]:
-    """indexes.fusion's "adaptive" fusion of two (doc, score) lists, docs mapped to positions."""
+    """indexes.search.fusion's "adaptive" fusion of two (doc, score) lists, docs mapped to positions."""
     import numpy as np
 
-    from indexes.fusion import fuse as fuse_arrays
+    from indexes.search.fusion import fuse as fuse_arrays
 
     docs = list(dict.fromkeys([d for d, _ in dense] + [d for d, _ in lexical]))
     number = {d: i for i, d in enumerate(docs)}

@@ -24,7 +24,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-from indexes.store import IndexStore
+from indexes.storage.store import IndexStore
 before = rss()
 t = time.perf_counter()
 store = IndexStore.open({path!r}, verify=False)
@@ -38,7 +38,7 @@ print(json.dumps({{"open_s": opened, "lookup_ms": 1000 * lookup, "rss_mib": rss(
 
 
 def build(path: Path, n_docs: int) -> None:
-    from indexes.build import TokenBatch, build_index
+    from indexes.builder.pipeline import TokenBatch, build_index
 
     rng = np.random.default_rng(0)
     lengths = np.full(n_docs, 4, dtype=np.int64)

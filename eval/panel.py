@@ -6,14 +6,14 @@ vectors) it scores, with nDCG@10 from pytrec_eval:
 
 - dense (the default engine on `recipe`), BM25 (the index's lexical lists), the uncompressed
   reference;
-- every fusion of indexes.fusion over dense + BM25: the default ("adaptive"), the previous
+- every fusion of indexes.search.fusion over dense + BM25: the default ("adaptive"), the previous
   default (interpolate at 0.65), a grid of fixed weights and RRF;
 - the hybrid reference: the default fusion over the uncompressed reference + the same BM25.
 
 The table gives each setting's worst case in its own columns: the smallest ratio to the better of
 dense and BM25 on any collection, and the smallest ratio to the uncompressed reference. It also
 times the fusion per query on one thread (the previous per-query Python loop of
-eval.hybrid.fuse against the array fusion of indexes.fusion, same rankings).
+eval.hybrid.fuse against the array fusion of indexes.search.fusion, same rankings).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexes.fusion import fuse
+from indexes.search.fusion import fuse
 
 from .metrics import evaluate
 
@@ -43,7 +43,7 @@ def _ndcg(data, ids: np.ndarray, scores: np.ndarray, positions: np.ndarray) -> f
 def collection_row(name: str, data, work: Path, recipe: str) -> dict[str, float]:
     """nDCG@10 of every setting on one collection (index positions are document order: one
     fresh segment built from the collection's documents in order)."""
-    from .defaults import load_rankings
+    from .collections import load_rankings
 
     runs = work / "runs"
     got = load_rankings(runs / f"{name}.{recipe}.npz")
@@ -62,7 +62,7 @@ def panel(collections: list[str], work: Path, out: Path, recipe: str) -> str:
     """Markdown of the panel (also OUT/panel.md, OUT/panel.json and OUT/panel.png)."""
     import json
 
-    from .defaults import load_collection
+    from .collections import load_collection
     from .plots import grouped_bars
 
     table = {c: collection_row(c, load_collection(c), work, recipe) for c in collections
@@ -99,7 +99,7 @@ def fusion_latency(work: Path, collection: str, recipe: str, rounds: int = 3) ->
 
     from eval.hybrid import fuse as fuse_lists
 
-    from .defaults import load_rankings
+    from .collections import load_rankings
 
     got = load_rankings(work / "runs" / f"{collection}.{recipe}.npz")
     dense, lexical = got["dense"], got["lexical"]

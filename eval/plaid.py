@@ -79,7 +79,7 @@ def _disk_mib(path: Path) -> float:
 def run(dataset: str, cache: str, tessera_indexes: list[str], recipes: list[str], plaid_index: str, *,
         split: str = "test", k: int = 10, threads: tuple[int, ...] = (1, 2), pylate_defaults: bool = True) -> dict:
     import torch
-    from indexes.maxsim import exhaustive_search
+    from indexes.search.maxsim import exhaustive_search
     from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
     from retriever.cache import encode_corpus_cached
     from .metrics import evaluate
@@ -114,6 +114,18 @@ def run(dataset: str, cache: str, tessera_indexes: list[str], recipes: list[str]
         print(json.dumps(row), flush=True)
         return row
 
+    rows = _plaid_rows(plaid, real, k, threads, pylate_defaults, score, plaid_build_s, _disk_mib(Path(plaid_index)))
+    for directory in tessera_indexes:
+        rows += _tessera_rows(Index.open(directory, verify=False), encoder, real, k, threads, score)
+    return {"dataset": dataset, "n_docs": len(doc_ids), "n_vectors": int(len(embeddings.vectors)),
+            "queries": len(queries), "threads": list(threads), "rows": rows}
+
+
+def _plaid_rows(plaid, real: list, k: int, threads: tuple, pylate_defaults: bool, score, build_s: float,
+                size_mib: float) -> list[dict]:
+    """One row per PLAID_SETTINGS setting of the PyLate / FastPLAID index."""
+    import torch
+
     rows = []
     searcher = plaid._index.searcher
     for name, setting in PLAID_SETTINGS.items():
@@ -128,25 +140,29 @@ def run(dataset: str, cache: str, tessera_indexes: list[str], recipes: list[str]
         # PyLate's defaults take about a second a query here: timed with the most threads only.
         for t in (threads[-1:] if "defaults" in name else threads):
             timings[t], ranked = _timed(plaid_one, real, t, f"{name}, {t} thr")
-        rows.append(score(name, plaid_build_s, _disk_mib(Path(plaid_index)), timings, ranked))
+        rows.append(score(name, build_s, size_mib, timings, ranked))
+    return rows
 
-    for directory in tessera_indexes:
-        index = Index.open(directory, verify=False)
-        b = index.manifest["build"]
-        build_s = b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"]
-        for preset in TESSERA_SETTINGS:
-            tessera = Searcher(index, encoder=encoder, quality=preset)
 
-            def tessera_one(q: np.ndarray) -> list[str]:
-                return tessera.search_batch(q[None], k=k).doc_ids[0]
+def _tessera_rows(index, encoder, real: list, k: int, threads: tuple, score) -> list[dict]:
+    """One row per Tessera preset over one index."""
+    from retriever import Searcher
 
-            timings, ranked = {}, None
-            for t in threads:
-                timings[t], ranked = _timed(tessera_one, real, t, f"tessera {preset}, {t} thr")
-            rows.append(score(f"Tessera {preset} ({index.manifest['recipe']})", build_s,
-                              index.store.nbytes()["search"] / 2**20, timings, ranked))
-    return {"dataset": dataset, "n_docs": len(doc_ids), "n_vectors": int(len(embeddings.vectors)),
-            "queries": len(queries), "threads": list(threads), "rows": rows}
+    b = index.manifest["build"]
+    build_s = b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"]
+    rows = []
+    for preset in TESSERA_SETTINGS:
+        tessera = Searcher(index, encoder=encoder, quality=preset)
+
+        def tessera_one(q: np.ndarray) -> list[str]:
+            return tessera.search_batch(q[None], k=k).doc_ids[0]
+
+        timings, ranked = {}, None
+        for t in threads:
+            timings[t], ranked = _timed(tessera_one, real, t, f"tessera {preset}, {t} thr")
+        rows.append(score(f"Tessera {preset} ({index.manifest['recipe']})", build_s,
+                          index.store.nbytes()["search"] / 2**20, timings, ranked))
+    return rows
 
 
 def _short(engine: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexes.maxsim import exhaustive_search
+from indexes.search.maxsim import exhaustive_search
 
 __all__ = ["uncompressed_search", "loss_percent"]
 

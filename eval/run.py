@@ -46,11 +46,11 @@ def open_or_build_index(index_dir: str | Path, data: Dataset, model: str | None,
     """
     from retriever import Index, load_encoder
     from retriever.checkpoints import DEFAULT_MODEL
-    from indexes.recipe import Recipe
+    from indexes.builder.recipe import Recipe
 
     wanted_model = model or DEFAULT_MODEL
     from retriever import open_index
-    from indexes.sharded import is_sharded
+    from indexes.storage.sharded import is_sharded
 
     if is_sharded(index_dir):
         return open_index(index_dir)              # a sharded index is evaluated as built
@@ -100,9 +100,9 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
                      device=None, lexical_searcher=None) -> list[EngineResult]:
     """Exhaustive MaxSim over the uncompressed, unpooled vectors with whole queries (eval.reference),
     and, given the index's lexical searcher (fusion="lexical"), the hybrid reference: the default
-    fusion (indexes.fusion) of that ranking with the same BM25, so that what the index loses and
+    fusion (indexes.search.fusion) of that ranking with the same BM25, so that what the index loses and
     what the fusion adds can be read apart."""
-    from indexes.fusion import fuse
+    from indexes.search.fusion import fuse
     from indexes.names import DEFAULT_FUSION as HYBRID_FUSION, FUSION_DEPTH as HYBRID_DEPTH
 
     from .reference import uncompressed_search

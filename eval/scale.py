@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from indexes.recipe import DEFAULT_RECIPE
+from indexes.builder.recipe import DEFAULT_RECIPE
 
 import numpy as np
 
@@ -42,17 +42,7 @@ def synthetic_chunk(embeddings, n_docs: int, rng: np.random.Generator):
             embeddings.norms[rows])
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
-    from indexes.build import TokenBatch, add_to_index, build_index, fit_codec
-    from indexes.reduce import idf_from_token_ids
-    from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
-    from retriever.cache import encode_corpus_cached
-    from retriever.stopwords import stopword_token_ids
-    from retriever.index import encoder_spec
-    from retriever.sharded import SAMPLE_DOCS
-    from .bench import resident_mib
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--cache", required=True)
@@ -66,13 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search-only", action="store_true", help="search the index already in --index (no build)")
     p.add_argument("--settings", default="",
                    help="also time these NPROBE:CANDIDATES settings, comma-separated (e.g. 8:64,16:64,16:128)")
-    args = p.parse_args(argv)
+    return p
 
-    encoder = load_encoder()
-    embeddings = encode_corpus_cached(encoder, read_corpus(args.dataset), args.cache)
+
+def build(args, encoder, embeddings) -> None:
+    """Write args.docs synthetic documents in chunks: the first builds the index (codec sized for
+    the whole collection unless --codec-from-first-chunk), the others are added."""
+    from indexes.builder.pipeline import TokenBatch, add_to_index, build_index, fit_codec
+    from indexes.builder.reduce import idf_from_token_ids
+    from retriever.checkpoints import encoder_spec
+    from retriever.sharded import SAMPLE_DOCS
+    from retriever.stopwords import stopword_token_ids
+
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    for first in range(0, 0 if args.search_only else args.docs, args.chunk):
+    for first in range(0, args.docs, args.chunk):
         n = min(args.chunk, args.docs - first)
         vectors, token_ids, lengths, norms = synthetic_chunk(embeddings, n, rng)
         batch = TokenBatch(vectors, token_ids, lengths, norms)
@@ -95,21 +93,33 @@ def main(argv: list[str] | None = None) -> int:
             add_to_index(args.index, batch, docs)
         print(f"{first + n:,} documents indexed, {time.perf_counter() - started:.0f} s", flush=True)
 
+
+def timed(searcher, q: np.ndarray) -> tuple[list[float], list[set]]:
+    """Each query alone: latencies (ms) and its top-10 positions."""
+    latencies, top = [], []
+    for i in range(len(q)):
+        t = time.perf_counter()
+        top.append(set(searcher.search_batch(q[i:i + 1], k=10).indices[0].tolist()))
+        latencies.append(1000 * (time.perf_counter() - t))
+    return latencies, top
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+    from retriever import Index, Searcher, load_encoder, read_corpus, read_queries
+    from retriever.cache import encode_corpus_cached
+    from .bench import resident_mib
+
+    args = _parser().parse_args(argv)
+    encoder = load_encoder()
+    embeddings = encode_corpus_cached(encoder, read_corpus(args.dataset), args.cache)
+    if not args.search_only:
+        build(args, encoder, embeddings)
     torch.set_num_threads(1)
-    queries = read_queries(args.dataset)[: args.queries]
-    q = encoder.encode_queries([x.text for x in queries])
+    q = encoder.encode_queries([x.text for x in read_queries(args.dataset)[: args.queries]])
     rss0 = resident_mib()
     index = Index.open(args.index, verify=False)
-
-    def timed(searcher) -> tuple[list[float], list[set]]:
-        latencies, top = [], []
-        for i in range(len(q)):
-            t = time.perf_counter()
-            top.append(set(searcher.search_batch(q[i:i + 1], k=10).indices[0].tolist()))
-            latencies.append(1000 * (time.perf_counter() - t))
-        return latencies, top
-
-    latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False))
+    latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False), q)
     rss = resident_mib() - rss0
     torch.set_num_threads(2)
     reference = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(q, k=10).indices
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result), flush=True)
     for setting in filter(None, args.settings.split(",")):
         nprobe, candidates = (int(x) for x in setting.split(":"))
-        latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False, nprobe=nprobe, n_candidates=candidates))
+        latencies, top = timed(Searcher(index, encoder=encoder, hybrid=False, nprobe=nprobe, n_candidates=candidates), q)
         print(json.dumps({"setting": setting, "p50_ms": float(np.percentile(latencies, 50)),
                           "p95_ms": float(np.percentile(latencies, 95)), "recall_vs_exhaustive": recall_of(top)}),
               flush=True)

@@ -39,16 +39,121 @@ def _per_query(fn, n: int, desc: str) -> tuple[list, np.ndarray]:
     return outputs, np.array(ms)
 
 
+class _Panel:
+    """The rows of one collection: every setting's quality, first-stage recall and latency."""
+
+    def __init__(self, data, index, encoder, work: str):
+        from retriever import Searcher, encode_queries
+
+        self.data, self.index, self.encoder, self.work = data, index, encoder, work
+        self.store, self.n = index.store, len(data.queries)
+        self.texts = [q.text for q in data.queries]
+        encoded = encode_queries(encoder, self.texts)
+        self.padded, self.term_ids = encoded.vectors, encoded.term_ids
+        real = [(np.linalg.norm(p, axis=1) > 0) for p in self.padded]
+        self.queries = [torch.from_numpy(self.store.codec.project(p[r])) for p, r in zip(self.padded, real)]
+        self.terms = [t[r] for t, r in zip(self.term_ids, real)]
+        self.exhaustive = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(self.padded, k=DEPTH)
+        self.reference = [set(r[:10]) for r in self.exhaustive.doc_ids]
+        self.engine = index.engine()              # its "candidates" first stage rescores given positions
+        self.rows, self.runs, self.notes = [], {}, []
+
+    def ids(self, positions) -> list[str]:
+        return [self.store.document(int(p))["id"] for p in positions]
+
+    def add(self, name: str, ranked: list[list[tuple[str, float]]], first_stage: list[set[str]], ms: np.ndarray) -> None:
+        from .metrics import evaluate
+
+        run_ = {q.id: {d: s for d, s in r[:DEPTH]} for q, r in zip(self.data.queries, ranked)}
+        m = evaluate(run_, self.data.qrels)
+        recall = float(np.mean([len(f & ref) / len(ref) for f, ref in zip(first_stage, self.reference)]))
+        self.rows.append({"setting": name, "nDCG@10": m["nDCG@10"], "Recall@100": m["Recall@100"],
+                          "first_stage_recall": recall, "p50_ms": float(np.percentile(ms, 50)),
+                          "p95_ms": float(np.percentile(ms, 95))})
+        self.runs[name] = ranked
+        print(json.dumps(self.rows[-1]), flush=True)
+
+    def rescored(self, i: int, positions: np.ndarray) -> list[tuple[str, float]]:
+        scores, found = self.engine.search(self.padded[i:i + 1], DEPTH, first_stage="candidates", candidates=[positions])
+        return list(zip(self.engine.doc_ids(found)[0], scores[0][found[0] >= 0].tolist()))
+
+    def first_stage_rows(self, name: str, candidates) -> None:
+        """`candidates(i)` -> ranked (doc id, score) first stage; adds 'alone' and '+ MaxSim' rows."""
+        first, ms1 = _per_query(candidates, self.n, name)
+        self.add(f"{name} alone", first, [{d for d, _ in f} for f in first], ms1)
+        positions = [np.array([self.store.position_of[d] for d, _ in f], dtype=np.int64) for f in first]
+        final, ms2 = _per_query(lambda i: self.rescored(i, positions[i]), self.n, f"{name} + MaxSim")
+        self.add(f"{name} + MaxSim", final, [{d for d, _ in f} for f in first], ms1 + ms2)
+
+    def lexical_rows(self) -> None:
+        from eval.bm25 import BM25s
+        from eval.lucene import INSTALL_HINT, LuceneBM25, lucene_available
+
+        if lucene_available():
+            bm25 = LuceneBM25.build(self.data.documents, Path(self.work) / "bm25")
+            self.first_stage_rows("BM25 (Pyserini Lucene)", lambda i: bm25.search(self.texts[i], DEPTH))
+        else:
+            self.notes.append(f"Lucene rows left out: Pyserini is not installed ({INSTALL_HINT}).")
+        bm25s = BM25s(self.data.documents)
+        hits, ms = _per_query(lambda i: bm25s.search(self.texts[i], DEPTH), self.n, "bm25s")
+        self.add("BM25 (bm25s) alone", hits, [{d for d, _ in h} for h in hits], ms)
+
+    def term_rows(self) -> None:
+        from eval.impact import WEIGHTINGS, document_term_weights, query_term_weights, term_centroids
+        from eval.lucene import LuceneImpact, lucene_available
+        from indexes.search.vocab import retrieve_by_term
+
+        store = self.store
+
+        def vocab(i: int) -> list[tuple[str, float]]:
+            positions, scores = retrieve_by_term(store, self.queries[i], self.terms[i], n_candidates=DEPTH)
+            return list(zip(self.ids(positions), scores.tolist()))
+        self.first_stage_rows("vocabulary lists", vocab)
+        if lucene_available():
+            centroids = term_centroids(store, self.index.manifest["vocab_size"])
+            for weighting in WEIGHTINGS:
+                impact = LuceneImpact.build(document_term_weights(store, centroids, weighting),
+                                            Path(self.work) / f"impact-{weighting}")
+                weights = [query_term_weights(q.numpy(), t, centroids, store.idf, weighting)
+                           for q, t in zip(self.queries, self.terms)]
+                self.first_stage_rows(f"Lucene impact, {weighting}", lambda i: impact.search(weights[i], DEPTH))
+
+    def dense_rows(self) -> None:
+        from retriever import Searcher
+
+        for engine, label in (("token", "centroid token retrieval"), ("union", "union (centroid + vocabulary)")):
+            searcher = Searcher(self.index, encoder=self.encoder, engine=engine, n_candidates=DEPTH)
+            cands = [set(self.ids(searcher.ranker.candidates(torch.from_numpy(self.store.codec.project(self.padded[i])),
+                                                             0, engine, self.term_ids[i])))
+                     for i in range(self.n)]
+            hits, ms = _per_query(lambda i: searcher.search_batch(self.padded[i:i + 1], k=DEPTH,
+                                                                  term_ids=self.term_ids[i:i + 1]).hits(0), self.n, label)
+            self.add(f"{label} + MaxSim", hits, cands, ms)
+
+    def hybrid_rows(self) -> None:
+        from eval.hybrid import interpolate_scores, reciprocal_rank_fusion
+        from eval.lucene import lucene_available
+
+        if not lucene_available():
+            return
+        neural, lexical = self.runs["centroid token retrieval + MaxSim"], self.runs["BM25 (Pyserini Lucene) alone"]
+        side_ms = {r["setting"]: r for r in self.rows}
+        for name, fuse in (("hybrid RRF (Lucene BM25, token + MaxSim)",
+                            lambda a, b: reciprocal_rank_fusion([[d for d, _ in a], [d for d, _ in b]])),
+                           ("hybrid interpolation a=0.5 (Lucene BM25, token + MaxSim)",
+                            lambda a, b: interpolate_scores(a, b, 0.5))):
+            fused, ms = _per_query(lambda i: fuse(neural[i], lexical[i]), self.n, name)
+            self.add(name, [f[:DEPTH] for f in fused],
+                     [{d for d, _ in a} | {d for d, _ in b} for a, b in zip(neural, lexical)], ms)
+            self.rows[-1]["p50_ms"] += side_ms["centroid token retrieval + MaxSim"]["p50_ms"] + \
+                side_ms["BM25 (Pyserini Lucene) alone"]["p50_ms"]
+            self.rows[-1]["p95_ms"] = float("nan")   # a sum of two sides' percentiles is no percentile
+
+
 def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test") -> dict:
-    from eval.impact import WEIGHTINGS, document_term_weights, query_term_weights, term_centroids
-    from indexes.vocab import retrieve_by_term
-    from retriever import Index, Searcher, encode_queries, load_encoder
-    from eval.bm25 import BM25s
+    from retriever import Index, load_encoder
     from retriever.cache import encode_corpus_cached
-    from eval.hybrid import interpolate_scores, reciprocal_rank_fusion
-    from eval.lucene import INSTALL_HINT, LuceneBM25, LuceneImpact, lucene_available
     from .datasets import load_dataset
-    from .metrics import evaluate
 
     torch.set_num_threads(1)
     data = load_dataset(dataset, split)
@@ -57,91 +162,16 @@ def run(dataset: str, cache: str, index_dir: str, work: str, split: str = "test"
         Index.build_from_embeddings(index_dir, encode_corpus_cached(encoder, data.documents, cache),
                                     data.documents, encoder)
     index = Index.open(index_dir, verify=False)
-    store = index.store
-    n = len(data.queries)
-    texts = [q.text for q in data.queries]
-    encoded = encode_queries(encoder, texts)
-    padded, term_ids = encoded.vectors, encoded.term_ids
-    real = [(np.linalg.norm(p, axis=1) > 0) for p in padded]
-    queries = [torch.from_numpy(store.codec.project(p[r])) for p, r in zip(padded, real)]
-    terms = [t[r] for t, r in zip(term_ids, real)]
-    ids = lambda positions: [store.document(int(p))["id"] for p in positions]
-
-    exhaustive = Searcher(index, encoder=encoder, engine="exhaustive").search_batch(padded, k=DEPTH)
-    reference = [set(r[:10]) for r in exhaustive.doc_ids]
-    rows, runs, notes = [], {}, []
-
-    def add(name: str, ranked: list[list[tuple[str, float]]], first_stage: list[set[str]], ms: np.ndarray) -> None:
-        run_ = {q.id: {d: s for d, s in r[:DEPTH]} for q, r in zip(data.queries, ranked)}
-        m = evaluate(run_, data.qrels)
-        rows.append({"setting": name, "nDCG@10": m["nDCG@10"], "Recall@100": m["Recall@100"],
-                     "first_stage_recall": float(np.mean([len(f & ref) / len(ref) for f, ref in zip(first_stage, reference)])),
-                     "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))})
-        runs[name] = ranked
-        print(json.dumps(rows[-1]), flush=True)
-
-    engine = index.engine()                       # its "candidates" first stage rescores given positions
-
-    def rescored(i: int, positions: np.ndarray) -> list[tuple[str, float]]:
-        scores, found = engine.search(padded[i:i + 1], DEPTH, first_stage="candidates", candidates=[positions])
-        return list(zip(engine.doc_ids(found)[0], scores[0][found[0] >= 0].tolist()))
-
-    def first_stage_rows(name: str, candidates) -> None:
-        """`candidates(i)` -> ranked (doc id, score) first stage; adds 'alone' and '+ MaxSim' rows."""
-        first, ms1 = _per_query(candidates, n, name)
-        add(f"{name} alone", first, [{d for d, _ in f} for f in first], ms1)
-        positions = [np.array([store.position_of[d] for d, _ in f], dtype=np.int64) for f in first]
-        final, ms2 = _per_query(lambda i: rescored(i, positions[i]), n, f"{name} + MaxSim")
-        add(f"{name} + MaxSim", final, [{d for d, _ in f} for f in first], ms1 + ms2)
-
-    if lucene_available():
-        bm25 = LuceneBM25.build(data.documents, Path(work) / "bm25")
-        first_stage_rows("BM25 (Pyserini Lucene)", lambda i: bm25.search(texts[i], DEPTH))
-    else:
-        notes.append(f"Lucene rows left out: Pyserini is not installed ({INSTALL_HINT}).")
-    bm25s = BM25s(data.documents)
-    hits, ms = _per_query(lambda i: bm25s.search(texts[i], DEPTH), n, "bm25s")
-    add("BM25 (bm25s) alone", hits, [{d for d, _ in h} for h in hits], ms)
-
-    def vocab(i: int) -> list[tuple[str, float]]:
-        positions, scores = retrieve_by_term(store, queries[i], terms[i], n_candidates=DEPTH)
-        return list(zip(ids(positions), scores.tolist()))
-    first_stage_rows("vocabulary lists", vocab)
-
-    if lucene_available():
-        centroids = term_centroids(store, index.manifest["vocab_size"])
-        for weighting in WEIGHTINGS:
-            impact = LuceneImpact.build(document_term_weights(store, centroids, weighting),
-                                        Path(work) / f"impact-{weighting}")
-            weights = [query_term_weights(q.numpy(), t, centroids, store.idf, weighting) for q, t in zip(queries, terms)]
-            first_stage_rows(f"Lucene impact, {weighting}", lambda i: impact.search(weights[i], DEPTH))
-
-    for engine, label in (("token", "centroid token retrieval"), ("union", "union (centroid + vocabulary)")):
-        searcher = Searcher(index, encoder=encoder, engine=engine, n_candidates=DEPTH)
-        cands = [set(ids(searcher.ranker.candidates(torch.from_numpy(store.codec.project(padded[i])), 0, engine,
-                                                      term_ids[i])))
-                 for i in range(n)]
-        hits, ms = _per_query(lambda i: searcher.search_batch(padded[i:i + 1], k=DEPTH, term_ids=term_ids[i:i + 1])
-                              .hits(0), n, label)
-        add(f"{label} + MaxSim", hits, cands, ms)
-
-    if lucene_available():
-        neural, lexical = runs["centroid token retrieval + MaxSim"], runs["BM25 (Pyserini Lucene) alone"]
-        side_ms = {r["setting"]: r for r in rows}
-        for name, fuse in (("hybrid RRF (Lucene BM25, token + MaxSim)",
-                            lambda a, b: reciprocal_rank_fusion([[d for d, _ in a], [d for d, _ in b]])),
-                           ("hybrid interpolation a=0.5 (Lucene BM25, token + MaxSim)",
-                            lambda a, b: interpolate_scores(a, b, 0.5))):
-            fused, ms = _per_query(lambda i: fuse(neural[i], lexical[i]), n, name)
-            add(name, [f[:DEPTH] for f in fused], [{d for d, _ in a} | {d for d, _ in b} for a, b in zip(neural, lexical)],
-                ms)
-            rows[-1]["p50_ms"] += side_ms["centroid token retrieval + MaxSim"]["p50_ms"] + \
-                side_ms["BM25 (Pyserini Lucene) alone"]["p50_ms"]
-            rows[-1]["p95_ms"] = float("nan")   # a sum of two sides' percentiles is no percentile
-
-    add("exhaustive MaxSim", [r for r in (exhaustive.hits(i) for i in range(n))], [set(r) for r in exhaustive.doc_ids],
-        np.full(n, np.nan))
-    return {"dataset": Path(dataset).name, "queries": n, "documents": len(index), "notes": notes, "rows": rows}
+    panel = _Panel(data, index, encoder, work)
+    panel.lexical_rows()
+    panel.term_rows()
+    panel.dense_rows()
+    panel.hybrid_rows()
+    exhaustive = panel.exhaustive
+    panel.add("exhaustive MaxSim", [exhaustive.hits(i) for i in range(panel.n)], [set(r) for r in exhaustive.doc_ids],
+              np.full(panel.n, np.nan))
+    return {"dataset": Path(dataset).name, "queries": panel.n, "documents": len(index), "notes": panel.notes,
+            "rows": panel.rows}
 
 
 def report(result: dict, out: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 import zlib
 from contextlib import contextmanager
@@ -64,11 +65,19 @@ def write_npy(path: Path, array: np.ndarray) -> dict:
     return write_file(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
+_HEADER_LOCK = threading.Lock()
+
+
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     """np.load of an index array; a damaged header (any error numpy raises reading it) is an
-    IndexFormatError naming the file."""
+    IndexFormatError naming the file.
+
+    One thread at a time: numpy parses .npy headers with ast.literal_eval, whose AST constructor
+    CPython 3.11 (before 3.11.8) does not make thread-safe ("AST constructor recursion depth
+    mismatch" when two threads open arrays at once: a reader and a compaction, two shards)."""
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        with _HEADER_LOCK:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TokenError, ... on bad headers

@@ -1,15 +1,15 @@
 """The names a search is configured by, in one place and without imports (the HTTP schemas,
 the CLIs and the engine all read them from here).
 
-First stages (indexes/engine.py gives one query's candidates by each, which exact MaxSim rescores):
+First stages (indexes/search/engine.py gives one query's candidates by each, which exact MaxSim rescores):
 
-    token        centroid token retrieval with imputation (XTR / WARP style; indexes/retrieval.py)
-    vocab        the lists of the query's own terms (COIL style; indexes/vocab.py), needs term ids
+    token        centroid token retrieval with imputation (XTR / WARP style; indexes/search/retrieval.py)
+    vocab        the lists of the query's own terms (COIL style; indexes/search/vocab.py), needs term ids
     union        both candidate sets
     exhaustive   exact MaxSim over every document (the reference)
     candidates   positions supplied by the caller (a BM25 or any external first stage; engine only)
 
-Fusions of the dense ranking with BM25 over the index's lexical lists: indexes/fusion.py.
+Fusions of the dense ranking with BM25 over the index's lexical lists: indexes/search/fusion.py.
 """
 
 __all__ = ["MAX_K", "QUALITIES", "FIRST_STAGES", "QUERY_STAGES", "TERM_STAGES", "FUSIONS", "DEFAULT_FUSION", "DEFAULT_ALPHA", "FUSION_DEPTH"]

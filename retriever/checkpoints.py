@@ -25,12 +25,12 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from indexes.maxsim import pick_device
+from indexes.search.maxsim import pick_device
 
 from .runtime import default_query_runtime, default_runtime
 from .encoder import Encoder, EncoderConfig
 
-__all__ = ["load_encoder", "bundled_model_path", "DEFAULT_MODEL"]
+__all__ = ["load_encoder", "bundled_model_path", "DEFAULT_MODEL", "encoder_spec", "encoder_from_spec"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {"default", "minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -213,3 +213,15 @@ def _load_colbert_ai(path: Path):
         skiplist=tuple(string.punctuation) if meta.get("mask_punctuation", True) else (),
     )
     return model, tokenizer, [projection], config
+
+
+def encoder_spec(encoder: Encoder) -> dict:
+    """What the manifest records so queries are encoded the way the documents were."""
+    return {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
+
+
+def encoder_from_spec(spec: dict, device=None) -> Encoder:
+    """The encoder an `encoder_spec` describes (bundled name or checkpoint path, and settings)."""
+    config = dict(spec["config"])
+    config["skiplist"] = tuple(config["skiplist"])
+    return load_encoder(spec["name"], device=device, **config)

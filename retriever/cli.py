@@ -65,8 +65,8 @@ def run_index(args: argparse.Namespace) -> int:
     from .corpus import MAX_TEXT_CHARS, read_corpus
     from .index import Index
 
-    from indexes.recipe import DEFAULT_RECIPE, Recipe
-    from indexes.writes import check_build_target
+    from indexes.builder.recipe import DEFAULT_RECIPE, Recipe
+    from indexes.storage.writes import check_build_target
 
     # Every argument is checked before the corpus is read or anything is encoded.
     Recipe.parse(args.recipe or DEFAULT_RECIPE)
@@ -170,7 +170,7 @@ def _verify_parser() -> argparse.ArgumentParser:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Per-file report; exit status 0 when every file is intact, 3 when any is damaged."""
-    from indexes.verify import verify_index
+    from indexes.storage.verify import verify_index
 
     report = verify_index(args.index)
     for c in report:

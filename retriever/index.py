@@ -6,26 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from indexes.build import TokenBatch, add_to_index, build_index, compact_index
-from indexes.recipe import DEFAULT_RECIPE, Recipe
+from indexes.builder.pipeline import TokenBatch, add_to_index, build_index, compact_index
+from indexes.builder.recipe import DEFAULT_RECIPE, Recipe
 from indexes.values import check_stored_value
-from indexes.store import IndexStore
-from indexes.writes import LOCK_TIMEOUT, check_build_target, delete_documents
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import LOCK_TIMEOUT, check_build_target, delete_documents
 
 from .cache import encode_corpus_cached
+from .checkpoints import encoder_from_spec, encoder_spec
 
 if TYPE_CHECKING:
-    from indexes.verify import BackgroundVerification
+    from indexes.storage.verify import BackgroundVerification
 from .corpus import MAX_TEXT_CHARS, Document, text_too_long
 from .encoder import DocumentEmbeddings, Encoder
 from .stopwords import stopword_token_ids
 
 __all__ = ["Index", "encoder_spec", "check_documents"]
-
-
-def encoder_spec(encoder: Encoder) -> dict:
-    """What the manifest records so queries are encoded the way the documents were."""
-    return {"name": encoder.name, "dim": encoder.dim, "config": encoder.config.to_dict()}
 
 
 def check_documents(documents: Sequence[Document], max_text_chars: int = MAX_TEXT_CHARS) -> None:
@@ -91,8 +87,8 @@ class Index:
         return self.store.codec.n_centroids
 
     def engine(self, **settings):
-        """The search engine over this snapshot (indexes.engine.Engine; settings: its keywords)."""
-        from indexes.engine import Engine
+        """The search engine over this snapshot (indexes.search.engine.Engine; settings: its keywords)."""
+        from indexes.search.engine import Engine
 
         return Engine(self.store, **settings)
 
@@ -116,14 +112,14 @@ class Index:
     @classmethod
     def open(cls, directory: str | Path, verify: bool | str = True) -> "Index":
         """Open an existing index. verify=True checks every file's checksum first (reads every
-        byte); False checks only the structure (indexes/structure.py); "background" checks the
+        byte); False checks only the structure (indexes/storage/structure.py); "background" checks the
         structure now and every checksum in a background thread, and searches raise
         IndexFormatError naming the file once it finds damage (`index.verification.wait()`)."""
         if verify not in (True, False, "background"):
             raise ValueError(f"verify must be True, False or 'background', got {verify!r}")
         if verify != "background":
             return cls(IndexStore.open(directory, verify=verify))
-        from indexes.verify import BackgroundVerification
+        from indexes.storage.verify import BackgroundVerification
 
         store = IndexStore.open(directory, verify=False)
         return cls(store, verification=BackgroundVerification(store.directory, store.manifest))
@@ -221,8 +217,8 @@ class Index:
         return self.reload()
 
     def growth(self) -> dict:
-        """How far the collection has outgrown its codec (indexes.build.growth)."""
-        from indexes.build import growth
+        """How far the collection has outgrown its codec (indexes.builder.pipeline.growth)."""
+        from indexes.builder.pipeline import growth
 
         return growth(self.store)
 
@@ -240,8 +236,8 @@ class Index:
 
 def _check_kind(directory: Path, shards: int) -> None:
     """Refuse a sharded build over a single index and a single build over a sharded one."""
-    from indexes.sharded import SHARDS_FILE
-    from indexes.store import MANIFEST
+    from indexes.storage.sharded import SHARDS_FILE
+    from indexes.storage.store import MANIFEST
 
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
@@ -257,13 +253,4 @@ def _build_shards(directory, documents, encoder, embeddings, recipe, shards, use
 
     build_sharded(directory, documents, encoder, n_shards=shards, recipe=str(recipe), embeddings=embeddings,
                   use_ray=use_ray, ray_address=ray_address, seed=seed)
-    return ShardedIndex.open(directory, verify=False)
-
-
-def encoder_from_spec(spec: dict, device=None) -> Encoder:
-    """The encoder an `encoder_spec` describes (bundled name or checkpoint path, and settings)."""
-    from .checkpoints import load_encoder
-
-    config = dict(spec["config"])
-    config["skiplist"] = tuple(config["skiplist"])
-    return load_encoder(spec["name"], device=device, **config)
+    return ShardedIndex.open(directory, verify=False, open_shard=Index.open)

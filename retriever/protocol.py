@@ -6,7 +6,7 @@
     index.document(int(results.indices[0, 0]))["id"] == results.doc_ids[0][0]
 
 One `Searcher` serves both kinds of index: each gives it an engine over its current snapshot
-(`index.engine(...)`: an indexes.engine.Engine, or an indexes.shardset.ShardSet of them). The CLI,
+(`index.engine(...)`: an indexes.search.engine.Engine, or an indexes.search.shardset.ShardSet of them). The CLI,
 `tessera eval`, the benchmarks and the server call only what these protocols name, so a sharded
 index is served, evaluated and searched like a single one.
 """
@@ -84,11 +84,12 @@ def open_index(directory: str | Path, verify: bool | str = True, executor: str =
                ray_address: str | None = None) -> SearchIndex:
     """The index in `directory`: a ShardedIndex where it holds shards.json (its shards searched by
     `executor`: "threads" or "ray"), else an Index."""
-    from indexes.sharded import is_sharded
+    from indexes.storage.sharded import is_sharded
 
     if is_sharded(directory):
         from .sharded_index import ShardedIndex
-        return ShardedIndex.open(directory, verify=verify, executor=executor, ray_address=ray_address)
+        return ShardedIndex.open(directory, verify=verify, executor=executor, ray_address=ray_address,
+                                 open_shard=Index.open)
     if executor != "threads":
         raise ValueError(f"{directory} is a single index; executor={executor!r} serves sharded indexes")
     return Index.open(directory, verify=verify)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexes.kmeans import native_bf16
+from indexes.codec.kmeans import native_bf16
 
 __all__ = ["RUNTIMES", "default_runtime", "default_query_runtime", "native_bf16", "TorchRuntime", "OnnxRuntime",
            "make_runtime", "default_cache_dir", "RuntimeFallbackWarning"]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from indexes.lexical import LexicalQueries
+from indexes.search.bm25 import LexicalQueries
 from indexes.names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_K, QUALITIES, QUERY_STAGES, TERM_STAGES
 
 from .encoder import Encoder
@@ -102,7 +102,7 @@ class Searcher:
     "interpolate" with weight `alpha` on the dense side (default DEFAULT_ALPHA), "none" = dense
     only, "lexical" = BM25 only).
 
-    A search turns strings into arrays here, and the index's engine (indexes/ranker.py) does
+    A search turns strings into arrays here, and the index's engine (indexes/search/ranker.py) does
     the rest: dense, lexical and fusion, returning positions, then their ids.
     """
 
@@ -111,8 +111,8 @@ class Searcher:
                  n_candidates: int | None = None, device=None,
                  hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None,
                  backend: str = "auto"):
-        from indexes.engine import BACKENDS
-        from indexes.maxsim import pick_device
+        from indexes.search.engine import BACKENDS
+        from indexes.search.maxsim import pick_device
 
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
@@ -150,7 +150,7 @@ class Searcher:
     @property
     def ranker(self):
         """The engine over the index's current snapshot (made again after the index reloads):
-        an indexes.engine.Engine for one index, an indexes.shardset.ShardSet for shards."""
+        an indexes.search.engine.Engine for one index, an indexes.search.shardset.ShardSet for shards."""
         snapshot = self.index.snapshot
         if self._ranker is None or self._snapshot is not snapshot:
             centroids = self.index.n_centroids
@@ -182,7 +182,7 @@ class Searcher:
         filter: a metadata filter expression (retriever/filters.py), ids: document ids; only
         documents both allow can be returned. The mask applies before rescoring: when the first
         stage's candidates hold fewer than k allowed documents and at most
-        indexes.engine.EXACT_FILTER_LIMIT are allowed, all of them are rescored.
+        indexes.search.engine.EXACT_FILTER_LIMIT are allowed, all of them are rescored.
         allowed: the same as a (n_positions,) bool mask over this snapshot's positions (for
         callers that already hold one, such as the server's cache; positions change with compaction).
         """

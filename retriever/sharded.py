@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from indexes import faults
-from indexes.build import TokenBatch, build_index, fit_codec
-from indexes.recipe import DEFAULT_RECIPE
-from indexes.reduce import idf_from_token_ids
-from indexes.sharded import commit_shards, new_shard_names
+from indexes.builder.pipeline import TokenBatch, build_index, fit_codec
+from indexes.builder.recipe import DEFAULT_RECIPE
+from indexes.builder.reduce import idf_from_token_ids
+from indexes.storage.sharded import commit_shards, new_shard_names
 
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
@@ -52,7 +52,7 @@ def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.nda
 
     Runs in a Ray worker or in this process; `crash` carries the caller's fault-injection
     setting (indexes/faults.py) into a worker."""
-    from .index import encoder_from_spec
+    from .checkpoints import encoder_from_spec
     from .stopwords import stopword_token_ids
 
     if crash is not None:
@@ -78,7 +78,7 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
     embeddings: the documents already encoded (Index.build encodes here, with its cache, unless
     Ray encodes each shard in its task); use_ray: shards as Ray tasks on `ray_address` (or a
     local Ray started here)."""
-    from .index import encoder_spec
+    from .checkpoints import encoder_spec
     from .stopwords import stopword_token_ids
 
     directory = Path(directory)

@@ -1,15 +1,15 @@
 """A sharded index opened for search and change: the `Index` interface over a set of shards.
 
-    index = ShardedIndex.open("DIR")                # DIR/shards.json + one index folder per shard
+    index = open_index("DIR")                      # DIR/shards.json + one index folder per shard (a ShardedIndex)
     searcher = Searcher(index)                      # the one Searcher, as for a single index
-    searcher.search_batch(["a query"], k=10)        # every shard searches, the lists merge (indexes/shardset.py)
+    searcher.search_batch(["a query"], k=10)        # every shard searches, the lists merge (indexes/search/shardset.py)
 
 Global positions are `shard base + position in the shard`, so results, filter masks and
 `document(position)` work as for a single `Index`, and rankings equal one index built with the
 shards' shared codec (BM25 included: statistics are added up over the shards).
 
 executor="threads" (default) searches the shards in threads of this process; "ray" places each
-shard in a Ray actor (indexes/ray_executor.py), anywhere in the cluster: every node that holds an
+shard in a Ray actor (indexes/search/ray_executor.py), anywhere in the cluster: every node that holds an
 actor must see the shard's folder; this process reads only the shard manifests unless documents,
 filters or writes are asked for.
 
@@ -21,18 +21,18 @@ atomic on its own, a batch spread over several shards is not atomic as a whole.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from indexes.files import read_json
 from indexes.positions import locate, part_bases
-from indexes.sharded import read_shards
-from indexes.writes import LOCK_TIMEOUT
+from indexes.storage.sharded import read_shards
+from indexes.storage.writes import LOCK_TIMEOUT
 
 from .corpus import Document
 from .encoder import Encoder
-from .index import Index, encoder_from_spec
+from .checkpoints import encoder_from_spec
 
 __all__ = ["ShardedIndex", "EXECUTORS"]
 
@@ -42,28 +42,32 @@ EXECUTORS = ("threads", "ray")
 class ShardedIndex:
     """The shards of a sharded index directory, opened as `Index` snapshots (see the module docstring)."""
 
-    def __init__(self, directory: str | Path, manifest: dict, shards: list[Index] | None = None, *,
+    def __init__(self, directory: str | Path, manifest: dict, open_shard: Callable, *,
                  executor: str = "threads", verify: bool | str = False, ray_address: str | None = None):
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         self.directory, self.manifest, self.executor = Path(directory), manifest, executor
-        self._shards, self._verify, self.ray_address = shards, verify, ray_address
+        self._open_shard, self._verify, self.ray_address = open_shard, verify, ray_address
+        self._shards: list | None = None
         self._engines: dict = {}
         self._snapshot: tuple | None = None
         self._memo: dict = {}
 
     @classmethod
     def open(cls, directory: str | Path, verify: bool | str = True, executor: str = "threads",
-             ray_address: str | None = None) -> "ShardedIndex":
-        manifest = read_shards(directory)
-        if executor == "ray":          # shards open lazily here; the actors open their own
-            return cls(directory, manifest, executor="ray", verify=verify, ray_address=ray_address)
-        return cls(directory, manifest, [Index.open(Path(directory) / n, verify=verify) for n in manifest["shards"]])
+             ray_address: str | None = None, *, open_shard: Callable) -> "ShardedIndex":
+        """open_shard(path, verify=...): opens one shard (retriever.index.Index.open)."""
+        index = cls(directory, read_shards(directory), open_shard, executor=executor, verify=verify,
+                    ray_address=ray_address)
+        if executor != "ray":          # with Ray the actors open their shards; here only when asked
+            index.shards
+        return index
 
     @property
-    def shards(self) -> list[Index]:
+    def shards(self) -> list:
+        """The shards as retriever.index.Index snapshots (opened on first use)."""
         if self._shards is None:
-            self._shards = [Index.open(self.directory / n, verify=self._verify) for n in self.manifest["shards"]]
+            self._shards = [self._open_shard(self.directory / n, verify=self._verify) for n in self.manifest["shards"]]
         return self._shards
 
     def check_intact(self) -> None:
@@ -99,14 +103,14 @@ class ShardedIndex:
         return int(read_json(first, f"{first}: shard manifest missing")["codec"]["n_centroids"])
 
     def engine(self, **settings):
-        """A ShardSet over the shards (indexes/shardset.py; settings: indexes.engine.Engine's)."""
-        from indexes.shardset import ShardSet, ThreadExecutor
+        """A ShardSet over the shards (indexes/search/shardset.py; settings: indexes.search.engine.Engine's)."""
+        from indexes.search.shardset import ShardSet, ThreadExecutor
 
         self.snapshot                     # drops the engines of an older snapshot
         key = tuple(sorted((k, str(v)) for k, v in settings.items()))
         if key not in self._engines:
             if self.executor == "ray":
-                from indexes.ray_executor import RayExecutor
+                from indexes.search.ray_executor import RayExecutor
 
                 paths = [str(self.directory / n) for n in self.manifest["shards"]]
                 executor = RayExecutor(paths, settings, address=self.ray_address)

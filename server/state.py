@@ -2,7 +2,7 @@
 
 A search takes the current `Snapshot` when it starts and uses it to the end, so a write that
 commits meanwhile never shows half-done. A write (add, delete) runs under the index's lock,
-commits on disk atomically (indexes/store.py), then opens a new snapshot and swaps it in with one
+commits on disk atomically (indexes/storage/store.py), then opens a new snapshot and swaps it in with one
 assignment: later searches see all of the write, earlier ones none of it.
 """
 
@@ -68,12 +68,12 @@ class IndexHandle:
     A write commits on disk (one commit per request), then swaps in a snapshot of exactly that
     commit. When adds have left more than `max_segments` segments, a compaction runs in a
     background thread and swaps its snapshot in when it commits (adds committed meanwhile stay
-    beside the merged segment: indexes.writes.rewrite_index); if it fails, disk and snapshot both
+    beside the merged segment: indexes.storage.writes.rewrite_index); if it fails, disk and snapshot both
     stay at the last commit and the next add tries again.
     A writer lock held elsewhere for more than `write_wait` seconds raises IndexBusyError.
 
     Damage: a write that finds a file whose checksum fails (every write verifies what it reads,
-    indexes/verify.py), or a scrub (`scrub()`, run every `scrub_every` seconds by `start_scrub`)
+    indexes/storage/verify.py), or a scrub (`scrub()`, run every `scrub_every` seconds by `start_scrub`)
     that finds one, marks the index `damaged`: it is then neither searched, written nor compacted
     (the server answers 503 naming the file, /health reports it) until restarted on a good copy.
     """
@@ -114,8 +114,8 @@ class IndexHandle:
 
     def scrub(self) -> list:
         """Verify every file of the served index against its manifest (reads it all once); a
-        damaged one marks the index damaged. Returns the indexes.verify report."""
-        from indexes.verify import verify_index
+        damaged one marks the index damaged. Returns the indexes.storage.verify report."""
+        from indexes.storage.verify import verify_index
 
         # Without the write lock (reading a large index takes long, and adds must go on): a commit
         # meanwhile can retire a file the scrub's manifest named, so a missing file is checked

@@ -97,7 +97,7 @@ def reference_vectors(bert: BertModel, projection: torch.nn.Linear, ids: list[in
 def synthetic_batch(n_docs: int = 40, dim: int = 32, seed: int = 0, min_len: int = 3, max_len: int = 30):
     """Clustered unit vectors shaped like encoder output: (vectors f16, token_ids i32, lengths, norms)."""
     import numpy as np
-    from indexes.build import TokenBatch
+    from indexes.builder.pipeline import TokenBatch
 
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_len, max_len, size=n_docs).astype(np.int64)

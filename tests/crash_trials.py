@@ -30,8 +30,8 @@ _AFTER_RENAME = ("commit:renamed", "commit:durable", "cleanup:removed")
 def prepare(directory: Path) -> None:
     """The starting index: a build, an added segment and a deletion (so compaction has work)."""
     from conftest import synthetic_batch, synthetic_docs
-    from indexes.build import add_to_index, build_index
-    from indexes.writes import delete_documents
+    from indexes.builder.pipeline import add_to_index, build_index
+    from indexes.storage.writes import delete_documents
 
     build_index(directory, synthetic_batch(30, seed=1), synthetic_docs(30, "a"), recipe="res2",
                 info={"encoder": {"name": "t"}}, vocab_size=500)
@@ -41,8 +41,8 @@ def prepare(directory: Path) -> None:
 
 def run_op(op: str, directory: Path) -> None:
     from conftest import synthetic_batch, synthetic_docs
-    from indexes.build import add_to_index, build_index, compact_index
-    from indexes.writes import delete_documents
+    from indexes.builder.pipeline import add_to_index, build_index, compact_index
+    from indexes.storage.writes import delete_documents
 
     if op == "build":
         build_index(directory, synthetic_batch(20, seed=3), synthetic_docs(20, "r"), recipe="res2",
@@ -62,7 +62,8 @@ def run_op(op: str, directory: Path) -> None:
 
 
 def _child(op: str, directory: str, point: str | None, hit: int, log: str, counts: str | None) -> None:
-    from indexes import faults, writes
+    from indexes import faults
+    from indexes.storage import writes
 
     writes.GRACE_SECONDS = 0.0       # retired files are collected at once, so cleanup is walked too
     faults.crash_at(point, hit, log)
@@ -73,7 +74,7 @@ def _child(op: str, directory: str, point: str | None, hit: int, log: str, count
 
 def state(directory: Path) -> dict:
     """What a reader sees: live ids, generation, and every live document's stored vectors' codes."""
-    from indexes.store import IndexStore
+    from indexes.storage.store import IndexStore
 
     store = IndexStore.open(directory, verify=True)
     codec_files = store.manifest["codec"]["files"]
@@ -91,8 +92,8 @@ class Trials:
         # Plain fork: this process itself never runs OpenMP or torch kernels (the index is
         # prepared in a child too), so forked children start from a clean thread state.
         import conftest  # noqa: F401 - imported once here, so each forked child starts with it
-        import indexes.build  # noqa: F401
-        import indexes.writes  # noqa: F401
+        import indexes.builder.pipeline  # noqa: F401
+        import indexes.storage.writes  # noqa: F401
 
         self.ctx = multiprocessing.get_context("fork")
         self.start = work / "start"
@@ -133,7 +134,7 @@ class Trials:
         for key in ("ids", "docs", "codec", "segments"):
             assert got[key] == expected[key], f"{op} killed at {point}#{hit}: {key} differs"
         # The lock died with the writer: the next write goes through and the state moves on.
-        from indexes.writes import delete_documents
+        from indexes.storage.writes import delete_documents
         delete_documents(directory, [got["ids"][0]])
         assert state(directory)["generation"] > got["generation"]
         shutil.rmtree(directory)

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def prepare(directory: Path) -> None:
     """Three segments, deletions in two of them."""
     from conftest import synthetic_batch, synthetic_docs
-    from indexes.build import add_to_index, build_index
-    from indexes.writes import delete_documents
+    from indexes.builder.pipeline import add_to_index, build_index
+    from indexes.storage.writes import delete_documents
 
     build_index(directory, synthetic_batch(24, seed=1), synthetic_docs(24, "a"), recipe="res2",
                 info={"encoder": {"name": "t"}}, vocab_size=500)
@@ -41,9 +41,9 @@ def prepare(directory: Path) -> None:
 
 def search(directory: Path, verify: bool = False) -> list:
     from conftest import synthetic_batch
-    from indexes.engine import Engine
-    from indexes.lexical import LexicalQueries, store_bm25
-    from indexes.store import IndexStore
+    from indexes.search.engine import Engine
+    from indexes.search.bm25 import LexicalQueries, store_bm25
+    from indexes.storage.store import IndexStore
     from retriever.filters import filter_mask
     from retriever.index import Index
 
@@ -69,8 +69,8 @@ def positions_of(size: int, per_file: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from indexes.store import read_manifest
-    from indexes.verify import manifest_files
+    from indexes.storage.store import read_manifest
+    from indexes.storage.verify import manifest_files
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="JSON report: outcome counts per file")

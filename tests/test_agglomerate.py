@@ -1,4 +1,4 @@
-"""The compiled agglomerative clustering (indexes/agglomerate.py) gives scipy's partitions: Ward cut
+"""The compiled agglomerative clustering (indexes/builder/agglomerate.py) gives scipy's partitions: Ward cut
 into k clusters and complete linkage on cosine distance cut at a height, on documents of many
 lengths, including ones left alone."""
 
@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("numba")
 
-from indexes.agglomerate import cluster_documents  # noqa: E402
-from indexes.reduce import _cluster_labels, threshold_labels  # noqa: E402
+from indexes.builder.agglomerate import cluster_documents  # noqa: E402
+from indexes.builder.reduce import _cluster_labels, threshold_labels  # noqa: E402
 
 
 def _partition(labels: np.ndarray) -> set[frozenset[int]]:
@@ -86,7 +86,7 @@ def test_bad_arguments_are_named():
 
 
 def test_document_frequencies_count_each_document_once():
-    from indexes.agglomerate import document_frequencies
+    from indexes.builder.agglomerate import document_frequencies
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 40, size=200)
@@ -99,7 +99,7 @@ def test_document_frequencies_count_each_document_once():
 @pytest.mark.parametrize("method, pool_factor, min_cosine", [("hierarchical", 2, 1.0), ("threshold", 1, 0.5)])
 def test_compiled_pooling_equals_the_per_document_path_with_empty_documents(method, pool_factor, min_cosine,
                                                                             monkeypatch):
-    from indexes import reduce
+    from indexes.builder import reduce
 
     vectors, lengths = _documents(seed=11, n_docs=12)
     lengths = np.insert(lengths, [0, 5, 12], 0)                  # empty first, middle and last documents

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexes.codec import ResidualCodec, default_n_centroids, pack_bits
+from indexes.codec.residual import ResidualCodec, default_n_centroids, pack_bits
 from conftest import synthetic_batch
 
 
@@ -111,7 +111,7 @@ def test_numpy_and_torch_decoders_agree():
 
 @pytest.mark.parametrize("nbits", [1, 2, 4])
 def test_compiled_packing_equals_numpy(nbits):
-    from indexes.codec import pack_bits
+    from indexes.codec.residual import pack_bits
 
     x = vectors(seed=nbits)
     codec = ResidualCodec.fit(x, nbits=nbits, n_centroids=64)

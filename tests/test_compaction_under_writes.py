@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 
-import indexes.build as build
-from indexes.build import add_to_index, build_index, compact_index
-from indexes.store import IndexStore, read_manifest
-from indexes.writes import delete_documents
+import indexes.builder.pipeline as build
+from indexes.builder.pipeline import add_to_index, build_index, compact_index
+from indexes.storage.store import IndexStore, read_manifest
+from indexes.storage.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
 

@@ -1,4 +1,4 @@
-"""The compiled (numba) search path equals its numpy / torch reference (indexes/retrieval.py)."""
+"""The compiled (numba) search path equals its numpy / torch reference (indexes/search/retrieval.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from indexes import kernels
-from indexes.build import TokenBatch, add_to_index, build_index
-from indexes.compiled import CompiledSearch
-from indexes.retrieval import rescore, retrieve_candidates
-from indexes.store import IndexStore
-from indexes.writes import delete_documents
+from indexes.search import kernels
+from indexes.builder.pipeline import TokenBatch, add_to_index, build_index
+from indexes.search.compiled import CompiledSearch
+from indexes.search.retrieval import rescore, retrieve_candidates
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
 

@@ -15,8 +15,8 @@ SECONDS = 8.0
 
 
 def _writer(directory: str, w: int, log: str, until: float) -> None:
-    from indexes.build import add_to_index, compact_index
-    from indexes.writes import delete_documents
+    from indexes.builder.pipeline import add_to_index, compact_index
+    from indexes.storage.writes import delete_documents
 
     r = 0
     with open(log, "a") as out:
@@ -39,7 +39,7 @@ def _writer(directory: str, w: int, log: str, until: float) -> None:
 
 
 def _reader(directory: str, log: str, until: float) -> None:
-    from indexes.store import IndexStore
+    from indexes.storage.store import IndexStore
 
     opened, errors = 0, []
     while time.time() < until or opened < 20:  # at least 20 opens, however late this process started
@@ -56,14 +56,14 @@ def _reader(directory: str, log: str, until: float) -> None:
 
 
 def test_two_writers_and_readers_never_lose_or_break_anything(tmp_path):
-    from indexes.build import build_index
-    from indexes.store import IndexStore
+    from indexes.builder.pipeline import build_index
+    from indexes.storage.store import IndexStore
 
     directory = tmp_path / "idx"
     build_index(directory, synthetic_batch(20, seed=0), synthetic_docs(20, "s"), recipe="res2",
                 info={"encoder": {"name": "t"}}, vocab_size=500)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["indexes.build", "indexes.writes", "conftest"])
+    ctx.set_forkserver_preload(["indexes.builder.pipeline", "indexes.storage.writes", "conftest"])
     until = time.time() + SECONDS
     procs = [ctx.Process(target=_writer, args=(str(directory), w, str(tmp_path / f"w{w}.log"), until))
              for w in range(2)]
@@ -91,8 +91,8 @@ def test_two_writers_and_readers_never_lose_or_break_anything(tmp_path):
     replay = tmp_path / "replay"
     build_index(replay, synthetic_batch(20, seed=0), synthetic_docs(20, "s"), recipe="res2",
                 info={"encoder": {"name": "t"}}, vocab_size=500)
-    from indexes.build import add_to_index
-    from indexes.writes import delete_documents
+    from indexes.builder.pipeline import add_to_index
+    from indexes.storage.writes import delete_documents
     for e in sorted(adds, key=lambda e: e["generation"]):
         add_to_index(replay, synthetic_batch(3, seed=100 * e["w"] + e["r"]), synthetic_docs(3, f"w{e['w']}r{e['r']}-"))
     if deleted:

@@ -29,7 +29,7 @@ def test_every_crash_point_of_every_write_leaves_the_old_or_the_new_state():
 
 def test_crash_points_are_inert_unless_armed(tmp_path):
     from conftest import synthetic_batch, synthetic_docs
-    from indexes.build import build_index
+    from indexes.builder.pipeline import build_index
 
     faults.crash_at(None)
     build_index(tmp_path, synthetic_batch(5), synthetic_docs(5), recipe="res2", info={"encoder": {}}, vocab_size=500)

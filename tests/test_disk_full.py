@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from indexes.build import add_to_index, build_index, compact_index
+from indexes.builder.pipeline import add_to_index, build_index, compact_index
 from indexes.files import NoSpaceError
-from indexes.store import IndexStore
-from indexes.verify import verify_index
-from indexes.writes import delete_documents
+from indexes.storage.store import IndexStore
+from indexes.storage.verify import verify_index
+from indexes.storage.writes import delete_documents
 from conftest import SAMPLE, synthetic_batch, synthetic_docs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

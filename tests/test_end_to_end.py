@@ -179,7 +179,7 @@ def test_eval_report_and_resume_without_reencoding(tmp_path, monkeypatch, capsys
     assert results["uncompressed exhaustive MaxSim (reference)"]["metrics"]["nDCG@10"] == \
         pytest.approx(evaluate(run, data.qrels)["nDCG@10"], abs=1e-4)
     # The hybrid reference: the default fusion of that reference ranking with the index's BM25.
-    from indexes.fusion import fuse
+    from indexes.search.fusion import fuse
     from retriever import Index, Searcher
     ids = np.array([d.id for d in data.documents])
     order = np.argsort([-np.array(list(run[q.id].values())) for q in data.queries], axis=1, kind="stable")[:, :100]

@@ -112,7 +112,7 @@ def test_a_value_no_filter_can_compare_matches_nothing_and_never_raises():
 
 
 def test_the_library_refuses_to_store_what_filters_cannot_compare(tmp_path):
-    from indexes.build import build_index
+    from indexes.builder.pipeline import build_index
     from conftest import synthetic_batch, synthetic_docs
 
     docs = synthetic_docs(5)

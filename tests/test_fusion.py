@@ -1,11 +1,11 @@
-"""Array fusion of a dense and a lexical ranking (indexes/fusion.py), against the per-query
+"""Array fusion of a dense and a lexical ranking (indexes/search/fusion.py), against the per-query
 list fusion of eval/hybrid.py as the reference."""
 
 import numpy as np
 import pytest
 
-from indexes import fusion
-from indexes.fusion import FUSIONS, adaptive_alpha, fuse, spread
+from indexes.search import fusion
+from indexes.search.fusion import FUSIONS, adaptive_alpha, fuse, spread
 from eval.hybrid import fuse as fuse_lists
 
 

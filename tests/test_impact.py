@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from indexes.build import build_index
+from indexes.builder.pipeline import build_index
 from eval.impact import document_term_weights, quantise, query_term_weights, term_centroids
-from indexes.store import IndexStore
-from indexes.writes import delete_documents
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import delete_documents
 from eval.lucene import LuceneImpact, lucene_available
 from conftest import SAMPLE, synthetic_batch, synthetic_docs, stored
 

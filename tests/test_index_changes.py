@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexes.build import TokenBatch, add_to_index, build_index, compact_index
-from indexes.maxsim import search_blocks
-from indexes.store import IndexStore
-from indexes.writes import delete_documents
+from indexes.builder.pipeline import TokenBatch, add_to_index, build_index, compact_index
+from indexes.search.maxsim import search_blocks
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs
 
 
@@ -100,7 +100,7 @@ def test_compact_with_retraining_keeps_rankings_close(tmp_path):
 
 def test_an_outgrown_codec_is_refitted_by_maintenance(tmp_path):
     from conftest import synthetic_batch, synthetic_docs
-    from indexes.build import add_to_index, build_index
+    from indexes.builder.pipeline import add_to_index, build_index
     from retriever import Index
 
     build_index(tmp_path, synthetic_batch(20, seed=0), synthetic_docs(20, "a"), recipe="res2",

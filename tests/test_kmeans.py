@@ -1,4 +1,4 @@
-"""k-means and nearest-centroid assignment (indexes/kmeans.py): the bfloat16 path against faiss's
+"""k-means and nearest-centroid assignment (indexes/codec/kmeans.py): the bfloat16 path against faiss's
 float32 one — the same codes but for near-ties, centroids as good."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexes.kmeans import nearest_centroids, spherical_kmeans
+from indexes.codec.kmeans import nearest_centroids, spherical_kmeans
 
 
 def _unit(n, dim, seed, clusters=50):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from indexes.files import IndexFormatError
-from indexes.lexical import LexicalQueries, LexicalStats, bm25_batch, build_lexical_lists, lexical_stats
+from indexes.search.bm25 import LexicalQueries, LexicalStats, bm25_batch, lexical_stats
+from indexes.storage.lexical_lists import build_lexical_lists
 from retriever import Document, Index, Searcher, read_corpus, read_queries
 from eval.hybrid import interpolate_scores, reciprocal_rank_fusion
 from conftest import SAMPLE

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexes.maxsim import exhaustive_search, maxsim_scores
+from indexes.search.maxsim import exhaustive_search, maxsim_scores
 
 
 def numpy_maxsim(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexes import faults
-from retriever import Index, Searcher, ShardedIndex, load_encoder, read_corpus, read_queries
+from retriever import Index, Searcher, load_encoder, open_index, read_corpus, read_queries
 from conftest import SAMPLE
 
 ray = pytest.importorskip("ray", reason="Ray not installed (bash scripts/install.sh --ray)")
@@ -41,19 +41,19 @@ def test_ray_build_survives_a_killed_worker(tmp_path, encoder):
 def test_shards_as_actors_on_three_nodes_rank_as_threads_and_fail_clearly_when_a_node_dies(tmp_path, encoder):
     from ray.cluster_utils import Cluster
 
-    from indexes.ray_executor import ShardUnavailableError
+    from indexes.search.ray_executor import ShardUnavailableError
 
     documents = read_corpus(SAMPLE)
     Index.build(tmp_path / "s", documents, encoder, shards=3, show_progress=False)
     texts = [q.text for q in read_queries(SAMPLE)]
-    expected = {kw: Searcher(ShardedIndex.open(tmp_path / "s"), encoder, **dict(kw)).search_batch(texts, k=6)
+    expected = {kw: Searcher(open_index(tmp_path / "s"), encoder, **dict(kw)).search_batch(texts, k=6)
                 for kw in ((), (("hybrid", False),), (("fusion", "lexical"),))}
     cluster = Cluster(initialize_head=True, head_node_args=NODE)
     try:
         nodes = [cluster.add_node(**NODE) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        index = ShardedIndex.open(tmp_path / "s", executor="ray")
+        index = open_index(tmp_path / "s", executor="ray")
         for kw, want in expected.items():
             got = Searcher(index, encoder, **dict(kw)).search_batch(texts, k=6)
             assert got.doc_ids == want.doc_ids, kw

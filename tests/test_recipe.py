@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexes.recipe import DEFAULT_RECIPE, Recipe
+from indexes.builder.recipe import DEFAULT_RECIPE, Recipe
 
 
 @pytest.mark.parametrize("text", [DEFAULT_RECIPE, "fp16", "res1", "pool3,stop,res4", "kpool2,res2",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from indexes.reduce import PruneRules, idf_from_token_ids, pool_tokens, pooled_counts, prune_mask, reduce_tokens
+from indexes.builder.reduce import PruneRules, idf_from_token_ids, pool_tokens, pooled_counts, prune_mask, reduce_tokens
 from conftest import synthetic_batch
 
 
@@ -46,8 +46,8 @@ def test_short_documents_keep_the_minimum_of_vectors(method, min_vectors):
 
 
 def test_a_recipe_with_a_minimum_builds_with_it(tmp_path):
-    from indexes.build import build_index
-    from indexes.store import IndexStore
+    from indexes.builder.pipeline import build_index
+    from indexes.storage.store import IndexStore
     from conftest import synthetic_docs
 
     b = synthetic_batch(n_docs=30, seed=1, min_len=3, max_len=30)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from indexes.build import build_index
-from indexes.maxsim import search_blocks
-from indexes.retrieval import rescore, retrieve_candidates
-from indexes.store import IndexStore
-from indexes.writes import delete_documents
+from indexes.builder.pipeline import build_index
+from indexes.search.maxsim import search_blocks
+from indexes.search.retrieval import rescore, retrieve_candidates
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs, stored
 
 
@@ -118,10 +118,10 @@ def test_residual_scores_cpu_path_equals_generic_gather(n_bytes):
     tables = torch.from_numpy(rng.standard_normal((n_bytes, 5, 256)).astype(np.float32))   # (n_bytes, n_tokens, 256)
     tokens = rng.integers(0, 5, size=300)
     packed = rng.integers(0, 256, size=(300, n_bytes)).astype(np.uint8)
-    from indexes.retrieval import residual_scores
+    from indexes.search.retrieval import residual_scores
     expected = np.array([sum(tables[p, t, packed[j, p]].item() for p in range(n_bytes)) for j, t in enumerate(tokens)])
     np.testing.assert_allclose(residual_scores(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
-    from indexes.retrieval import _residual_scores_torch
+    from indexes.search.retrieval import _residual_scores_torch
     np.testing.assert_allclose(_residual_scores_torch(tables, tokens, packed).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -112,7 +112,7 @@ def test_the_default_is_bf16_where_native_then_onnx_then_torch(monkeypatch, nati
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
-    from indexes import kmeans
+    from indexes.codec import kmeans
 
     flags = tmp_path / "cpuinfo"
     real_path = kmeans.Path

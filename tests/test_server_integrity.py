@@ -57,7 +57,7 @@ def test_a_damaged_index_is_reported_and_no_longer_served(index_dir, tmp_path):
 
 
 def test_background_compaction_never_copies_damaged_data(index_dir, tmp_path):
-    from indexes.store import read_manifest
+    from indexes.storage.store import read_manifest
     from retriever.corpus import Document
     from server.state import IndexHandle
 
@@ -77,7 +77,7 @@ def test_background_verification_serves_at_once_and_then_reports_damage(index_di
     from server.state import IndexHandle
 
     shutil.copytree(index_dir, tmp_path / "idx")
-    from indexes.store import read_manifest
+    from indexes.storage.store import read_manifest
     _rot(tmp_path / "idx" / read_manifest(tmp_path / "idx")["segments"][0]["name"] / "residuals.npy")
     handle = IndexHandle("docs", tmp_path / "idx", verify="background")      # opens: the structure is fine
     deadline = time.time() + 30

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexes.sharded import commit_shards, new_shard_names, read_shards
+from indexes.storage.sharded import commit_shards, new_shard_names, read_shards
 from retriever import Document, Index, Searcher, ShardedIndex, load_encoder, open_index, read_corpus, read_queries
-from retriever.index import encoder_spec
+from retriever.checkpoints import encoder_spec
 from retriever.sharded import build_shard, shard_ranges
 from conftest import SAMPLE
 
@@ -45,7 +45,7 @@ def indexes(tmp_path_factory, documents, encoder):
     assert isinstance(three, ShardedIndex) and len(three.shards) == 3
     first = three.shards[0].store
     e = encoder.encode_documents([d.full_text for d in documents], show_progress=False)
-    from indexes.build import TokenBatch, build_index
+    from indexes.builder.pipeline import TokenBatch, build_index
     from retriever.stopwords import stopword_token_ids
 
     batch = TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import indexes.files as files_module
-from indexes.build import build_index
+from indexes.builder.pipeline import build_index
 from indexes.files import writer_lock
-from indexes.store import FORMAT_VERSION, IndexFormatError, IndexStore
-from indexes import writes
+from indexes.storage.store import FORMAT_VERSION, IndexFormatError, IndexStore
+from indexes.storage import writes
 from indexes.files import IndexBusyError
-from indexes.writes import delete_documents
+from indexes.storage.writes import delete_documents
 from conftest import synthetic_batch, synthetic_docs, stored
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_a_build_refuses_a_folder_of_other_files_and_never_deletes_them(tmp_path
 
 
 def test_generations_never_go_back_and_a_stale_compaction_is_refused(tmp_path):
-    from indexes.build import compact_index
+    from indexes.builder.pipeline import compact_index
 
     make_index(tmp_path)
     delete_documents(tmp_path, ["d1"])
@@ -167,8 +167,8 @@ def test_retired_files_stay_for_readers_of_the_previous_manifest(tmp_path, monke
 
 
 def test_codes_made_for_another_codec_are_refused(tmp_path):
-    from indexes.build import _segment_arrays, _reduce
-    from indexes.recipe import Recipe
+    from indexes.builder.pipeline import _segment_arrays, _reduce
+    from indexes.builder.recipe import Recipe
 
     make_index(tmp_path)
     store = IndexStore.open(tmp_path)

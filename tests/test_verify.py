@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import tessera
-from indexes.build import add_to_index, build_index, compact_index
+from indexes.builder.pipeline import add_to_index, build_index, compact_index
 from indexes.files import IndexFormatError
-from indexes.store import IndexStore, read_manifest
-from indexes.verify import verify_index
-from indexes.writes import delete_documents
+from indexes.storage.store import IndexStore, read_manifest
+from indexes.storage.verify import verify_index
+from indexes.storage.writes import delete_documents
 from retriever.index import Index
 from conftest import synthetic_batch, synthetic_docs
 

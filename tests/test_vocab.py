@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from indexes.build import add_to_index, build_index, compact_index
-from indexes.store import IndexStore
-from indexes.writes import delete_documents
-from indexes.vocab import retrieve_by_term
-from indexes.vocab_lists import build_vocab_lists
+from indexes.builder.pipeline import add_to_index, build_index, compact_index
+from indexes.storage.store import IndexStore
+from indexes.storage.writes import delete_documents
+from indexes.search.vocab import retrieve_by_term
+from indexes.storage.vocab_lists import build_vocab_lists
 from conftest import synthetic_batch, synthetic_docs, stored
 
 VOCAB = 500

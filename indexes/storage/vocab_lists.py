@@ -1,4 +1,4 @@
-"""Building a segment's vocabulary-term lists (indexes/vocab.py searches them; the format is
+"""Building a segment's vocabulary-term lists (indexes/search/vocab.py searches them; the format is
 in docs/index-format.md). Build-time only: numpy, no search code."""
 
 from __future__ import annotations

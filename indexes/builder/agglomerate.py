@@ -10,7 +10,7 @@ similar length), then the nearest-neighbour-chain algorithm (Müllner 2011, "Mod
 agglomerative clustering algorithms") merges clusters with Lance-Williams updates in O(n^2) per
 document, documents in parallel. Cutting the tree: the n - k lowest merges (Ward), or every merge
 at or below the height (complete), applied in height order with a union-find, as scipy's
-`fcluster` does. `indexes.reduce.threshold_labels` / `_cluster_labels` (scipy) are the reference;
+`fcluster` does. `indexes.builder.reduce.threshold_labels` / `_cluster_labels` (scipy) are the reference;
 the partitions are equal (tests/test_agglomerate.py). Importing this module needs numba.
 """
 
@@ -40,13 +40,7 @@ def _cluster_one(gram: np.ndarray, n: int, method: int, n_clusters: int, max_dis
                  labels: np.ndarray) -> None:
     """Labels 0.. (in order of each cluster's first member) of one document from its (>= n, >= n)
     Gram matrix, written into labels[:n]."""
-    dist = np.empty((n, n), dtype=np.float64)
-    for i in range(n):
-        for j in range(n):
-            if method == _WARD:       # squared euclidean: Ward's Lance-Williams update is exact on it
-                dist[i, j] = max(float(gram[i, i]) + float(gram[j, j]) - 2.0 * float(gram[i, j]), 0.0)
-            else:                     # cosine distance
-                dist[i, j] = 1.0 - float(gram[i, j]) / max(np.sqrt(float(gram[i, i]) * float(gram[j, j])), 1e-30)
+    dist = _distances(gram, n, method)
     size = np.ones(n, dtype=np.float64)
     active = np.ones(n, dtype=np.bool_)
     chain = np.empty(n, dtype=np.int64)
@@ -88,6 +82,26 @@ def _cluster_one(gram: np.ndarray, n: int, method: int, n_clusters: int, max_dis
                 dist[y, i] = d
                 dist[i, y] = d
         size[y] = nx + ny
+    _cut(merge_a, merge_b, height, n, method, n_clusters, max_distance, labels)
+
+
+@nb.njit(cache=True, nogil=True)
+def _distances(gram: np.ndarray, n: int, method: int) -> np.ndarray:
+    """(n, n) float64 pairwise distances of one document's vectors from their Gram matrix."""
+    dist = np.empty((n, n), dtype=np.float64)
+    for i in range(n):
+        for j in range(n):
+            if method == _WARD:       # squared euclidean: Ward's Lance-Williams update is exact on it
+                dist[i, j] = max(float(gram[i, i]) + float(gram[j, j]) - 2.0 * float(gram[i, j]), 0.0)
+            else:                     # cosine distance
+                dist[i, j] = 1.0 - float(gram[i, j]) / max(np.sqrt(float(gram[i, i]) * float(gram[j, j])), 1e-30)
+    return dist
+
+
+@nb.njit(cache=True, nogil=True)
+def _cut(merge_a, merge_b, height, n, method, n_clusters, max_distance, labels) -> None:
+    """Apply the dendrogram's merges, lowest first, down to n_clusters (Ward) or up to
+    max_distance (complete linkage), and number the clusters by their first member."""
     order = np.argsort(height, kind="mergesort")          # the dendrogram, lowest merge first
     n_merges = n - n_clusters if method == _WARD else n - 1
     parent = np.arange(n)

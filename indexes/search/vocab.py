@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .positions import expand_ranges
-from .retrieval import query_tables, rank_documents, score_pairs   # shared with centroid retrieval
+from indexes.positions import expand_ranges
+from indexes.search.retrieval import query_tables, rank_documents, score_pairs   # shared with centroid retrieval
 
 __all__ = ["retrieve_by_term"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .positions import doc_blocks
+from indexes.positions import doc_blocks
 
 __all__ = ["maxsim_scores", "exhaustive_search", "search_blocks", "array_blocks", "pick_device"]
 

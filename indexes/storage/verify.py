@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import IndexFormatError, file_problem
+from indexes.files import IndexFormatError, file_problem
 
 __all__ = ["FileCheck", "verify_index", "manifest_files", "require_intact", "BackgroundVerification"]
 
@@ -51,8 +51,8 @@ def check(path: Path, expected: dict) -> FileCheck:
 def verify_index(directory: str | Path, manifest: dict | None = None) -> list[FileCheck]:
     """Check every file of the index in `directory` (a sharded one: every shard's), as named by
     `manifest` (default: the committed one). Reads every byte once."""
-    from .sharded import is_sharded, read_shards
-    from .store import read_manifest
+    from indexes.storage.sharded import is_sharded, read_shards
+    from indexes.storage.store import read_manifest
 
     directory = Path(directory)
     if manifest is None and is_sharded(directory):

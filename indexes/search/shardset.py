@@ -10,7 +10,7 @@ statistics of all shards together (document frequencies and lengths added up, th
 shard), so lexical scores equal one index's, and the fusion runs once over the merged lists.
 
 Per-shard work goes through an executor: `ThreadExecutor` runs it in threads of this process
-(the kernels release the GIL); `indexes.ray_executor.RayExecutor` sends it to Ray actors, each
+(the kernels release the GIL); `indexes.search.ray_executor.RayExecutor` sends it to Ray actors, each
 holding one shard's memory-mapped files on whichever node it was placed.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .lexical import LexicalQueries, LexicalStats
-from .positions import locate, part_bases
-from .ranker import Ranker, merge_top_k
+from indexes.search.bm25 import LexicalQueries, LexicalStats
+from indexes.positions import locate, part_bases
+from indexes.search.ranker import Ranker, merge_top_k
 
 __all__ = ["ShardSet", "Executor", "ThreadExecutor"]
 

@@ -28,13 +28,13 @@ from typing import Callable
 
 import numpy as np
 
-from . import faults
-from .codec import ResidualCodec
-from .sharded import SHARDS_FILE
-from .files import IndexFormatError, NoSpaceError, fsync_dir, write_file, write_npy, writer_lock
-from .segment import SegmentArrays, write_segment
-from .store import FORMAT_NAME, FORMAT_VERSION, MANIFEST, IndexStore, read_manifest
-from .verify import require_intact
+from indexes import faults
+from indexes.codec.residual import ResidualCodec
+from indexes.storage.sharded import SHARDS_FILE
+from indexes.files import IndexFormatError, NoSpaceError, fsync_dir, write_file, write_npy, writer_lock
+from indexes.storage.segment import SegmentArrays, write_segment
+from indexes.storage.store import FORMAT_NAME, FORMAT_VERSION, MANIFEST, IndexStore, read_manifest
+from indexes.storage.verify import require_intact
 
 __all__ = ["GRACE_SECONDS", "LOCK_TIMEOUT", "check_build_target", "create_index", "append_segment",
            "delete_documents", "rewrite_index"]

@@ -7,12 +7,12 @@
 
 queries: (n, L, dim) float32 query token vectors in the encoder's space (zero rows: padding);
 returns scores (n, k) float32 best first, padded with -inf, and positions (n, k) int64, padded
-with -1. `search` (indexes/ranker.py, shared with shard sets) runs the dense side here, BM25 over
+with -1. `search` (indexes/search/ranker.py, shared with shard sets) runs the dense side here, BM25 over
 the snapshot's lexical lists and the fusion. Dense: a first stage (indexes/names.py; each a pure
 function in `_STAGES` giving one query's candidate positions), then exact MaxSim rescoring
 ("exhaustive" scores every document instead).
 
-On the CPU the token first stage and the rescoring run as compiled kernels (indexes/compiled.py)
+On the CPU the token first stage and the rescoring run as compiled kernels (indexes/search/compiled.py)
 when the index is residual-coded; `backend="reference"` forces the numpy / torch path, which
 also serves CUDA, float16 indexes and k'.
 """
@@ -25,14 +25,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import compiled
-from .lexical import LexicalQueries, LexicalStats, store_bm25, store_lexical_stats
-from .maxsim import pick_device, search_blocks
-from .names import FIRST_STAGES
-from .ranker import Ranker
-from .retrieval import rescore, retrieve_candidates
-from .store import IndexStore
-from .vocab import retrieve_by_term
+from indexes.search import compiled
+from indexes.search.bm25 import LexicalQueries, LexicalStats, store_bm25, store_lexical_stats
+from indexes.search.maxsim import pick_device, search_blocks
+from indexes.names import FIRST_STAGES
+from indexes.search.ranker import Ranker
+from indexes.search.retrieval import rescore, retrieve_candidates
+from indexes.storage.store import IndexStore
+from indexes.search.vocab import retrieve_by_term
 
 __all__ = ["Engine", "FIRST_STAGES", "BACKENDS", "EXACT_FILTER_LIMIT"]
 

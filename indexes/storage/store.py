@@ -2,7 +2,7 @@
 
     DIR/manifest.json       what is live (format, version, encoder, recipe, codec, segments)
     DIR/codec-<hex>/        centroids, residual buckets, optional projection, idf, stopword ids
-    DIR/seg-<hex>/          one segment per build, add or compaction (indexes/segment.py)
+    DIR/seg-<hex>/          one segment per build, add or compaction (indexes/storage/segment.py)
     DIR/tomb-<hex>.npy      (n_deleted,) int32 sorted local indices of a segment's deleted documents
 
 Every change writes new files only, then replaces manifest.json by an atomic rename, then
@@ -21,11 +21,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .codec import ResidualCodec
-from .files import IndexFormatError, check_file, load_npy, read_json
-from .positions import doc_blocks, locate, part_bases
-from .segment import Segment
-from .structure import check_codec, check_segment
+from indexes.codec.residual import ResidualCodec
+from indexes.files import IndexFormatError, check_file, load_npy, read_json
+from indexes.positions import doc_blocks, locate, part_bases
+from indexes.storage.segment import Segment
+from indexes.storage.structure import check_codec, check_segment
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "MANIFEST"]
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .codec import ResidualCodec, default_n_centroids
-from .recipe import Recipe
-from .reduce import Reduced, idf_from_token_ids, reduce_tokens
-from .segment import SegmentArrays
-from .store import IndexStore
-from .verify import require_intact
-from .writes import LOCK_TIMEOUT, append_segment, check_build_target, create_index, rewrite_index
+from indexes.codec.residual import ResidualCodec, default_n_centroids
+from indexes.builder.recipe import Recipe
+from indexes.builder.reduce import Reduced, idf_from_token_ids, reduce_tokens
+from indexes.storage.segment import SegmentArrays
+from indexes.storage.store import IndexStore
+from indexes.storage.verify import require_intact
+from indexes.storage.writes import LOCK_TIMEOUT, append_segment, check_build_target, create_index, rewrite_index
 
 __all__ = ["growth", "TokenBatch", "fit_codec", "build_index", "add_to_index", "compact_index"]
 
@@ -190,7 +190,7 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
 
 def growth(store: IndexStore) -> dict:
     """How far the collection has grown past its codec: stored vectors now, the centroids the
-    codec has and the count a build of today's collection would size (indexes/codec.py), mean
+    codec has and the count a build of today's collection would size (indexes/codec/residual.py), mean
     list length, and `retrain`: True once today's count is at least twice the codec's (lists
     twice as long as a fresh build's, so probing costs twice as much), unless the recipe fixes
     the count. `compact(retrain=True)` then refits the codec for the collection."""

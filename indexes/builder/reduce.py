@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 try:
-    from . import agglomerate as _agglomerate
+    from indexes.builder import agglomerate as _agglomerate
 except ImportError:                      # no numba: the per-document scipy path below serves
     _agglomerate = None
 
@@ -205,7 +205,7 @@ def pool_tokens(vectors: np.ndarray, lengths: np.ndarray, token_ids: np.ndarray,
     vectors: (n, dim) unit rows; lengths: (n_docs,); token_ids: (n,) int32.
     Documents with at most 2 vectors, or with pool_factor 1, are left as they are.
     Ward ("hierarchical") and complete linkage ("threshold") run compiled over all documents at
-    once when numba is installed (`indexes.agglomerate`, equal partitions); otherwise, and for
+    once when numba is installed (`indexes.builder.agglomerate`, equal partitions); otherwise, and for
     "kmeans", documents are clustered one by one with scipy / torch in `workers` threads
     (default one per CPU core).
     """

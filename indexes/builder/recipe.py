@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .reduce import PruneRules
+from indexes.builder.reduce import PruneRules
 
 __all__ = ["Recipe", "DEFAULT_RECIPE"]
 

@@ -4,8 +4,8 @@
                                       lexical=LexicalQueries.from_texts(texts), allowed=None)
     ids = ranker.doc_ids(positions)
 
-`Ranker.search` is written once; what differs between one index snapshot (`indexes.engine.Engine`)
-and a set of shards (`indexes.shardset.ShardSet`) is how its four parts are answered:
+`Ranker.search` is written once; what differs between one index snapshot (`indexes.search.engine.Engine`)
+and a set of shards (`indexes.search.shardset.ShardSet`) is how its four parts are answered:
 
     dense(queries, depth, ...)        top-depth late-interaction (scores, positions)
     lexical_stats(lexical)            BM25 collection statistics of the batch's terms
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fusion import fuse
-from .lexical import LexicalQueries, LexicalStats
-from .names import DEFAULT_ALPHA, FIRST_STAGES, FUSION_DEPTH, FUSIONS, TERM_STAGES
+from indexes.search.fusion import fuse
+from indexes.search.bm25 import LexicalQueries, LexicalStats
+from indexes.names import DEFAULT_ALPHA, FIRST_STAGES, FUSION_DEPTH, FUSIONS, TERM_STAGES
 
 __all__ = ["Ranker", "merge_top_k", "empty_ranking"]
 
@@ -73,7 +73,7 @@ class Ranker:
                allowed: np.ndarray | None = None, term_ids: np.ndarray | None = None,
                candidates: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, positions) per query: the dense ranking, or, with a fusion other than
-        "none", the dense and BM25 rankings FUSION_DEPTH deep fused (indexes/fusion.py).
+        "none", the dense and BM25 rankings FUSION_DEPTH deep fused (indexes/search/fusion.py).
 
         lexical: the queries' terms (needed by every fusion but "none"); term_ids: (n, L) vocabulary
         id per query row (-1: none) for "vocab" and "union"; candidates: positions per query for

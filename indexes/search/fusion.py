@@ -33,7 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .names import FUSIONS
+from indexes.names import FUSIONS
 
 
 __all__ = ["FUSIONS", "fuse", "spread", "adaptive_alpha", "RRF_K"]
@@ -106,6 +106,20 @@ def _spread_at(scores, positions, i, width, rank, short):
 
 
 @numba.njit(cache=True, nogil=True)
+def _adaptive_weight(dense_s, dense_p, lex_s, lex_p, i, dd, params):
+    """Row i's dense weight under "adaptive" (adaptive_alpha, one row, in the compiled loop)."""
+    d_spread = _spread_at(dense_s, dense_p, i, dd, int(params[0]), 0.0)
+    l_count_all = 0
+    for j in range(lex_p.shape[1]):
+        l_count_all += lex_p[i, j] >= 0
+    rank = int(params[4])
+    l_spread = 1.0 if 0 < l_count_all < rank else _spread_at(lex_s, lex_p, i, lex_p.shape[1], rank, 1.0)
+    lead = 1.0 - (1.0 - params[7]) * min(max((l_spread - params[5]) / (params[6] - params[5]), 0.0), 1.0)
+    ramp = min(max((d_spread - params[1]) / (params[2] - params[1]), 0.0), 1.0)
+    return params[3] + (lead - params[3]) * ramp
+
+
+@numba.njit(cache=True, nogil=True)
 def _fuse_rows(dense_s, dense_p, lex_s, lex_p, mode, alpha, lex_width, params, k, out_s, out_p):
     """Every row at once: normalise both sides, weigh them (mode), merge, top k by fused value
     (ties by position). params: the adaptive constants (module docstring), in the order of
@@ -117,17 +131,7 @@ def _fuse_rows(dense_s, dense_p, lex_s, lex_p, mode, alpha, lex_width, params, k
     for i in range(n):
         d_low, d_high, d_count = _row_range(dense_s, dense_p, i, dd)
         l_low, l_high, l_count = _row_range(lex_s, lex_p, i, dl)
-        w = alpha
-        if mode == _ADAPTIVE:
-            d_spread = _spread_at(dense_s, dense_p, i, dd, int(params[0]), 0.0)
-            l_count_all = 0
-            for j in range(lex_p.shape[1]):
-                l_count_all += lex_p[i, j] >= 0
-            rank = int(params[4])
-            l_spread = 1.0 if 0 < l_count_all < rank else _spread_at(lex_s, lex_p, i, lex_p.shape[1], rank, 1.0)
-            lead = 1.0 - (1.0 - params[7]) * min(max((l_spread - params[5]) / (params[6] - params[5]), 0.0), 1.0)
-            ramp = min(max((d_spread - params[1]) / (params[2] - params[1]), 0.0), 1.0)
-            w = params[3] + (lead - params[3]) * ramp
+        w = _adaptive_weight(dense_s, dense_p, lex_s, lex_p, i, dd, params) if mode == _ADAPTIVE else alpha
         m = 0
         rank_d = 0
         for j in range(dd):

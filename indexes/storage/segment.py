@@ -14,9 +14,9 @@ Files (docs/index-format.md is the reference):
     ivf_vector_ids.npy    (m,) uint32            vector ids (within the segment) sorted by centroid
     vocab_offsets.npy     (vocab_size + 1,) int64  term t's list is vocab_vector_ids[off[t]:off[t+1]]
     vocab_vector_ids.npy  (n_pairs,) uint32      vector ids standing for each term (format v2+)
-    lex_*.npy             BM25 lists of the documents' words (format v3+; indexes/lexical.py)
+    lex_*.npy             BM25 lists of the documents' words (format v3+; indexes/storage/lexical_lists.py)
     documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
-    doc_lines.npy, id_hashes.npy, id_order.npy   its line offsets and id hash index (format v5+; indexes/doctable.py)
+    doc_lines.npy, id_hashes.npy, id_order.npy   its line offsets and id hash index (format v5+; indexes/storage/doctable.py)
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faults
-from .doctable import TABLE_FILES, DocumentTable, table_arrays
-from .files import IndexFormatError, check_file, fsync_dir, load_npy, write_file, write_npy
-from .lexical import LEXICAL_FILES, build_lexical_lists
-from .values import check_stored_value
-from .vocab_lists import build_vocab_lists
+from indexes import faults
+from indexes.storage.doctable import TABLE_FILES, DocumentTable, table_arrays
+from indexes.files import IndexFormatError, check_file, fsync_dir, load_npy, write_file, write_npy
+from indexes.storage.lexical_lists import LEXICAL_FILES, build_lexical_lists
+from indexes.values import check_stored_value
+from indexes.storage.vocab_lists import build_vocab_lists
 
 __all__ = ["SegmentArrays", "Segment", "write_segment", "build_ivf"]
 
@@ -124,7 +124,7 @@ class Segment(SegmentArrays):
 
     folder: Path = Path()
     entry: dict = field(default_factory=dict)
-    documents: DocumentTable | None = None      # read on demand from documents.jsonl (indexes/doctable.py)
+    documents: DocumentTable | None = None      # read on demand from documents.jsonl (indexes/storage/doctable.py)
     lex_terms: np.ndarray | None = None
     lex_offsets: np.ndarray | None = None
     lex_docs: np.ndarray | None = None

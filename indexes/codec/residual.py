@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .files import load_npy
-from .kmeans import nearest_centroids, spherical_kmeans
+from indexes.files import load_npy
+from indexes.codec.kmeans import nearest_centroids, spherical_kmeans
 
 __all__ = ["ResidualCodec", "default_n_centroids", "pack_bits"]
 

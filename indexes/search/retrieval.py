@@ -19,10 +19,10 @@ import sys
 import numpy as np
 import torch
 
-from .codec import ResidualCodec
-from .maxsim import maxsim_scores
-from .positions import expand_ranges
-from .store import IndexStore
+from indexes.codec.residual import ResidualCodec
+from indexes.search.maxsim import maxsim_scores
+from indexes.positions import expand_ranges
+from indexes.storage.store import IndexStore
 
 __all__ = ["residual_tables", "residual_scores", "query_tables", "score_pairs", "rank_documents",
            "retrieve_candidates", "rescore"]

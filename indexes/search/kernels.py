@@ -1,4 +1,4 @@
-"""Compiled CPU kernels (numba) for the two search stages; `indexes/retrieval.py` is their reference.
+"""Compiled CPU kernels (numba) for the two search stages; `indexes/search/retrieval.py` is their reference.
 
 Stage 1, `probe_segment`: for each query token, walk its probed centroid lists, score each vector
 as <q, centroid> + <q, residual> (the residual part from the per-token lookup table, one lookup
@@ -10,7 +10,7 @@ walking the documents touched, so a query costs time and memory in what it probe
 
 Stage 2, `decode_into` and `maxsim_block`: exact MaxSim of candidates from their compressed vectors,
 decoded into a reusable buffer one block at a time and scored with one matrix product per block
-(indexes/compiled.py drives the blocks).
+(indexes/search/compiled.py drives the blocks).
 
 Kernels are compiled on first use and cached on disk by numba (`cache=True`); numba is a
 required dependency.

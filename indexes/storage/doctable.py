@@ -19,12 +19,12 @@ from typing import Iterator
 
 import numpy as np
 
-from .files import IndexFormatError
+from indexes.files import IndexFormatError
 
 __all__ = ["DocumentTable", "TABLE_FILES", "id_hash", "table_arrays"]
 
 TABLE_FILES = ("doc_lines.npy", "id_hashes.npy", "id_order.npy")
-_ID_PREFIX = b'{"id": "'      # every line starts so (json.dumps of {"id": ..., ...}, indexes/segment.py)
+_ID_PREFIX = b'{"id": "'      # every line starts so (json.dumps of {"id": ..., ...}, indexes/storage/segment.py)
 _ID_HEAD = 256                # bytes read for an id before falling back to the whole line
 
 

@@ -31,8 +31,8 @@ class _ShardActor:
     """The body of one shard's actor: an Engine over the shard, answering Ranker methods."""
 
     def __init__(self, path: str, settings: dict):
-        from .engine import Engine
-        from .store import IndexStore
+        from indexes.search.engine import Engine
+        from indexes.storage.store import IndexStore
 
         self.engine = Engine(IndexStore.open(path, verify=False), **settings)
 
@@ -92,7 +92,7 @@ class RayExecutor:
 
 def _actor_name(path: str, settings: dict) -> str:
     """tessera-<hash of the shard folder, its manifest generation and the engine settings>."""
-    from .files import read_json
+    from indexes.files import read_json
 
     generation = read_json(Path(path) / "manifest.json", f"{path}: no shard index here").get("generation")
     key = json.dumps([str(Path(path).resolve()), generation, sorted((k, str(v)) for k, v in settings.items())])

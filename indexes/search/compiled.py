@@ -1,4 +1,4 @@
-"""The compiled CPU search path: `indexes/kernels.py` driven over an index snapshot.
+"""The compiled CPU search path: `indexes/search/kernels.py` driven over an index snapshot.
 
 Same inputs and outputs as `retrieval.retrieve_candidates` and `retrieval.rescore` (their
 reference), with numpy arrays instead of torch tensors. Used by the `Searcher` on the CPU for
@@ -12,9 +12,9 @@ import threading
 import numpy as np
 import torch
 
-from . import kernels
-from .positions import expand_ranges
-from .store import IndexStore
+from indexes.search import kernels
+from indexes.positions import expand_ranges
+from indexes.storage.store import IndexStore
 
 __all__ = ["supports", "CompiledSearch"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import IndexFormatError
+from indexes.files import IndexFormatError
 
 __all__ = ["check_segment", "check_codec"]
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .files import IndexFormatError, fsync_dir, read_json, write_file
+from indexes.files import IndexFormatError, fsync_dir, read_json, write_file
 
 __all__ = ["SHARDS_FILE", "is_sharded", "read_shards", "new_shard_names", "commit_shards"]
 

@@ -1,0 +1,1 @@
+"""Build-time work: recipes, token reduction (pruning, pooling), the build / add / compact pipeline."""
