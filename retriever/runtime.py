@@ -194,4 +194,10 @@ def make_runtime(name: str, model: torch.nn.Module, projections: list[torch.nn.M
         warnings.warn(f"the {name} runtime needs onnxruntime (pip install onnxruntime, or bash scripts/install.sh); "
                       "encoding with torch instead", RuntimeFallbackWarning, stacklevel=3)
         return TorchRuntime(model, projections, device)
-    return OnnxRuntime(model, projections, quantize=name == "onnx-int8", cache_dir=cache_dir)
+    try:
+        return OnnxRuntime(model, projections, quantize=name == "onnx-int8", cache_dir=cache_dir)
+    except Exception as e:  # noqa: BLE001 - an export or session a model's architecture does not support
+        warnings.warn(f"the {name} runtime cannot run this model ({type(model).__name__}: {type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200] if str(e) else ''}); encoding with torch instead",
+                      RuntimeFallbackWarning, stacklevel=3)
+        return TorchRuntime(model, projections, device)
