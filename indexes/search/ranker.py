@@ -101,6 +101,15 @@ class Ranker:
         if lexical is None or len(lexical) != n:
             raise ValueError(f"fusion {fusion!r} needs the terms of every query (lexical=LexicalQueries)")
         depth = max(k, FUSION_DEPTH)
-        dense = empty_ranking(n, 1) if fusion == "lexical" else self.dense(queries, depth, **dense_args)
-        ranked = self.bm25(lexical, depth, allowed, self.lexical_stats(lexical))
+        if fusion == "lexical":
+            dense, stats = empty_ranking(n, 1), self.lexical_stats(lexical)
+        else:
+            dense, stats = self.dense_and_stats(queries, depth, lexical, dense_args)
+        ranked = self.bm25(lexical, depth, allowed, stats)
         return fuse(dense, ranked, k, fusion, alpha)
+
+    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries,
+                        dense_args: dict) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
+        """The dense ranking and the BM25 statistics, which do not depend on each other (a shard
+        set asks its shards for both in one round trip)."""
+        return self.dense(queries, depth, **dense_args), self.lexical_stats(lexical)

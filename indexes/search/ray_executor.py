@@ -52,7 +52,9 @@ class RayExecutor:
     """One Ray actor per shard folder (`paths`), each with an Engine of `settings`.
 
     address: the Ray cluster to join (None: the one this process already joined, or a local one);
-    resources: Ray resource requests per actor (default one CPU)."""
+    resources: Ray resource requests per actor (default: a CPU each, or an equal share of the
+    cluster's CPUs when there are more shards than CPUs, so every actor places and the scheduler
+    spreads them over the nodes)."""
 
     def __init__(self, paths: Sequence[str], settings: dict, *, address: str | None = None,
                  resources: dict | None = None, timeout: float = CALL_TIMEOUT):
@@ -62,7 +64,8 @@ class RayExecutor:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         self.paths, self.timeout = list(paths), timeout
         settings = {**settings, "device": "cpu" if settings.get("device") is None else str(settings["device"])}
-        actor = ray.remote(**(resources or {"num_cpus": 1}))(_ShardActor)
+        share = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / max(1, len(self.paths)))
+        actor = ray.remote(**(resources or {"num_cpus": share}))(_ShardActor)
         self.actors = [actor.options(name=_actor_name(p, settings), get_if_exists=True, scheduling_strategy="SPREAD")
                        .remote(p, settings) for p in self.paths]
         described = self._gather([a.describe.remote() for a in self.actors])
@@ -76,18 +79,25 @@ class RayExecutor:
         try:
             return ray.get(refs, timeout=self.timeout)
         except RayActorError as e:
-            failed = next((p for p, r in zip(self.paths, refs) if _failed(r)), "a shard")
+            failed = next((self.paths[i % len(self.paths)] for i, r in enumerate(refs) if _failed(r)), "a shard")
             raise ShardUnavailableError(f"shard {failed} is unavailable (its Ray actor died: "
                                         f"{type(e).__name__}); the query was not answered") from e
         except GetTimeoutError as e:
-            raise ShardUnavailableError(f"a shard did not answer within {self.timeout:.0f} s") from e
+            raise ShardUnavailableError(f"a shard did not answer within {self.timeout:.0f} s (its actor died, hangs, or "
+                                        "could not be placed: the cluster lacks the resources it asks for)") from e
 
     def nodes(self) -> list[str]:
         """The Ray node id each shard's actor runs on."""
         return self._gather([a.node.remote() for a in self.actors])
 
     def call(self, method: str, per_shard_args: Sequence[tuple]) -> list[Any]:
-        return self._gather([a.call.remote(method, tuple(args)) for a, args in zip(self.actors, per_shard_args)])
+        return self.call_many([(method, per_shard_args)])[0]
+
+    def call_many(self, calls: Sequence[tuple[str, Sequence[tuple]]]) -> list[list[Any]]:
+        refs = [[a.call.remote(method, tuple(args)) for a, args in zip(self.actors, per_shard)]
+                for method, per_shard in calls]
+        flat = self._gather([r for row in refs for r in row])
+        return [flat[i * len(self.actors):(i + 1) * len(self.actors)] for i in range(len(calls))]
 
 
 def _actor_name(path: str, settings: dict) -> str:

@@ -29,10 +29,13 @@ __all__ = ["ShardSet", "Executor", "ThreadExecutor"]
 
 
 class Executor(Protocol):
-    """Runs one method on every shard's ranker: call(name, per_shard_args) -> one result per
-    shard, in shard order. per_shard_args[i] is the positional argument tuple of shard i."""
+    """Runs methods on every shard's ranker: call(name, per_shard_args) -> one result per shard,
+    in shard order (per_shard_args[i]: the positional arguments of shard i); call_many(calls)
+    does several such calls in one round trip, one list of results per call."""
 
     def call(self, method: str, per_shard_args: Sequence[tuple]) -> list[Any]: ...
+
+    def call_many(self, calls: Sequence[tuple[str, Sequence[tuple]]]) -> list[list[Any]]: ...
 
 
 class ThreadExecutor:
@@ -43,10 +46,14 @@ class ThreadExecutor:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.rankers)), thread_name_prefix="tessera-shard")
 
     def call(self, method: str, per_shard_args: Sequence[tuple]) -> list[Any]:
+        return self.call_many([(method, per_shard_args)])[0]
+
+    def call_many(self, calls: Sequence[tuple[str, Sequence[tuple]]]) -> list[list[Any]]:
         if len(self.rankers) == 1:
-            return [getattr(self.rankers[0], method)(*per_shard_args[0])]
-        futures = [self._pool.submit(getattr(r, method), *args) for r, args in zip(self.rankers, per_shard_args)]
-        return [f.result() for f in futures]
+            return [[getattr(self.rankers[0], method)(*args[0])] for method, args in calls]
+        futures = [[self._pool.submit(getattr(r, method), *a) for r, a in zip(self.rankers, args)]
+                   for method, args in calls]
+        return [[f.result() for f in row] for row in futures]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -80,14 +87,24 @@ class ShardSet(Ranker):
             return [None] * self.n_shards
         return [allowed[a:b] for a, b in zip(self.bases[:-1], self.bases[1:])]
 
-    def dense(self, queries: np.ndarray, k: int, *, first_stage: str, allowed: np.ndarray | None,
-              term_ids: np.ndarray | None, candidates: list | None) -> tuple[np.ndarray, np.ndarray]:
+    def _dense_args(self, queries, k, first_stage, allowed, term_ids, candidates) -> list[tuple]:
         per_shard_candidates = [None] * self.n_shards
         if candidates is not None:
             per_shard_candidates = [[self._local(c, i) for c in candidates] for i in range(self.n_shards)]
-        parts = self.executor.call("dense", [(queries, k, first_stage, mask, term_ids, c) for mask, c in
-                                                  zip(self._split(allowed), per_shard_candidates)])
+        return [(queries, k, first_stage, mask, term_ids, c)
+                for mask, c in zip(self._split(allowed), per_shard_candidates)]
+
+    def dense(self, queries: np.ndarray, k: int, *, first_stage: str, allowed: np.ndarray | None,
+              term_ids: np.ndarray | None, candidates: list | None) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.executor.call("dense", self._dense_args(queries, k, first_stage, allowed, term_ids, candidates))
         return merge_top_k(parts, self.bases, k)
+
+    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries,
+                        dense_args: dict) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
+        args = self._dense_args(queries, depth, dense_args["first_stage"], dense_args["allowed"],
+                                dense_args["term_ids"], dense_args["candidates"])
+        parts, stats = self.executor.call_many([("dense", args), ("lexical_stats", [(lexical,)] * self.n_shards)])
+        return merge_top_k(parts, self.bases, depth), LexicalStats.merge(stats)
 
     def _local(self, positions, shard: int) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64)
