@@ -29,4 +29,5 @@ for arg in "$@"; do
   esac
 done
 "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
+"$PYTHON" -m retriever.warmup        # compile the numba kernels now, not during the first build
 echo "tessera installed: $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"
