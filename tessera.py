@@ -15,7 +15,7 @@ COMMANDS = {
     "search": ("retriever.cli", "search an index with one or more queries"),
     "verify": ("retriever.cli", "check every file of an index against its checksums (exit 3 if any is damaged)"),
     "eval": ("eval.cli", "run a collection's test queries and report standard metrics"),
-    "bench": ("eval.bench", "sweep query-engine settings against exhaustive search: quality and latency"),
+    "bench": ("eval.bench", "a query end to end, stage by stage; query-engine settings against exhaustive search"),
     "serve": ("server.cli", "run the HTTP search API (FastAPI under uvicorn)"),
 }
 

@@ -1,7 +1,12 @@
-"""Query-engine benchmark: token retrieval settings against exhaustive MaxSim on one index.
+"""Query-engine benchmark: a user's query end to end, stage by stage, then token retrieval settings
+against exhaustive MaxSim on one index.
 
     tessera bench --dataset ../shared/data/scifact --cache /tmp/cache/scifact --index /tmp/scifact-idx \\
-        [--recipe pool2,res2] [--out docs/bench]
+        [--recipe pool2,min16,res2] [--only end-to-end|sweep] [--out docs/bench]
+
+First (eval/latency.py): every judged query searched alone from its text with the default
+searcher, at 1 and 2 threads, with the time of encoding, first stage, rescoring, lexical side and
+fusion reported apart and their sum beside the end-to-end time.
 
 Encodes the collection once (cached shards) and builds the index from those embeddings if
 the directory holds none; encodes the judged queries once. Then, for each setting, it reports
@@ -155,7 +160,24 @@ def main(command: str = "bench", argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--backends", nargs="+", default=["compiled", "reference"], choices=["compiled", "reference"],
                    help="search paths measured side by side (default both)")
+    p.add_argument("--only", choices=["end-to-end", "sweep"], default=None,
+                   help="run one of the two parts (default both)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the end-to-end part (threads alternate)")
     args = p.parse_args(argv)
+    if args.only != "sweep":
+        from . import latency
+
+        if not (Path(args.index) / "manifest.json").is_file():
+            from retriever import Index, load_encoder, read_corpus
+            from retriever.cache import encode_corpus_cached
+
+            encoder, documents = load_encoder(args.model), read_corpus(args.dataset)
+            Index.build_from_embeddings(args.index, encode_corpus_cached(encoder, documents, args.cache), documents,
+                                        encoder, recipe=args.recipe)
+        print(latency.report(latency.run(args.index, args.dataset, rounds=args.rounds, split=args.split),
+                             Path(args.out)))
+        if args.only == "end-to-end":
+            return 0
     result = run(args.dataset, args.cache, args.index, args.recipe, DEFAULT_SWEEP, args.split, model=args.model,
                  backends=tuple(args.backends))
     print(report(result, Path(args.out)))

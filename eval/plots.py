@@ -73,3 +73,25 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], path: Path, 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def stacked_bars(bars: list[str], parts: list[str], values: list[list[float]], path: Path, *, xlabel: str,
+                 title: str) -> None:
+    """One horizontal bar per name in `bars`, stacked from `parts` (values[bar][part])."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(bars)))
+    left = [0.0] * len(bars)
+    for j, part in enumerate(parts):
+        widths = [row[j] for row in values]
+        ax.barh(bars, widths, left=left, label=part)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.1 / len(bars)), ncol=len(parts))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -6,6 +6,8 @@ to compare two checkouts side by side (run alternately, A B A B, on a quiet mach
 
 The query vectors are encoded once (--queries NPY, written on first use) so both checkouts
 search the same arrays; the output holds p50 / p95 / mean ms and every query's top-10 ids.
+With --end-to-end each query is instead searched from its text by the default searcher
+(`Searcher(index).search(text, k=10)`: encoding, dense, BM25, fusion) at each of --threads.
 Run as a script (not -m): the checkout under --tree must be the one imported.
 """
 
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help="BEIR folder: its test queries are searched")
     p.add_argument("--queries", default="/tmp/tree-timing-queries.npy", help="encoded queries (made if absent)")
     p.add_argument("--out", required=True)
+    p.add_argument("--end-to-end", action="store_true", help="time searches from the query text instead")
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(args.tree).resolve()))
     import numpy as np
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     qrels = read_qrels(args.dataset, "test")
     texts = [q.text for q in read_queries(args.dataset) if q.id in qrels]
     index = Index.open(args.index, verify=False)
+    if args.end_to_end:
+        return _end_to_end(index, texts, args, Searcher, np, numba, torch)
     if not Path(args.queries).is_file():
         np.save(args.queries, index.load_encoder().encode_queries(texts))
     vectors = np.load(args.queries)
@@ -54,6 +60,25 @@ def main(argv: list[str] | None = None) -> int:
             ms.append(1000 * (time.perf_counter() - started))
         result[name] = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
                         "mean": float(np.mean(ms)), "ids": ids}
+    Path(args.out).write_text(json.dumps(result))
+    print(args.tree, {k: (round(v["p50"], 2), round(v["p95"], 2)) for k, v in result.items()})
+    return 0
+
+
+def _end_to_end(index, texts, args, Searcher, np, numba, torch) -> int:
+    searcher, result = Searcher(index), {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        numba.set_num_threads(threads)
+        for text in texts[:20]:                                # compile, page in, sessions per thread count
+            searcher.search(text, k=10)
+        ms, ids = [], []
+        for text in texts:
+            started = time.perf_counter()
+            ids.append(searcher.search(text, k=10).doc_ids[0])
+            ms.append(1000 * (time.perf_counter() - started))
+        result[f"end_to_end_{threads}t"] = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                                            "mean": float(np.mean(ms)), "ids": ids}
     Path(args.out).write_text(json.dumps(result))
     print(args.tree, {k: (round(v["p50"], 2), round(v["p95"], 2)) for k, v in result.items()})
     return 0

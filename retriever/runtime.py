@@ -134,11 +134,28 @@ class OnnxRuntime:
         self.converted = not self.path.is_file()
         if self.converted:
             _export(stack, folder, quantize)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()   # follows torch's setting
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self._ort, self._threads, self._sessions = ort, threads, {}
+        self.session            # made here, so a model the runtime cannot load fails (and falls back) now
+
+    @property
+    def session(self):
+        """The session for the current thread count (torch.get_num_threads() unless fixed), made on
+        first use. Its worker threads never spin: ONNX Runtime's default keeps them busy-waiting
+        after each call, which takes the cores the search kernels run on next (two threads were
+        slower end to end than one; docs/benchmarks.md "End-to-end latency")."""
+        threads = self._threads or torch.get_num_threads()
+        session = self._sessions.get(threads)
+        if session is None:
+            ort = self._ort
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+            session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self._sessions[threads] = session
+        return session
 
     def forward(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         out = self.session.run(["hidden"], {"input_ids": input_ids.cpu().numpy().astype(np.int64),

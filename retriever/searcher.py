@@ -8,26 +8,41 @@ from typing import Sequence
 import numpy as np
 
 from indexes.search.bm25 import LexicalQueries
+from indexes.search.timings import Timings, maybe
 from indexes.names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_K, QUALITIES, QUERY_STAGES, TERM_STAGES
 
 from .encoder import Encoder
 from .queries import EncodedQueries, encode_queries
 
-__all__ = ["SearchResults", "Searcher", "PRESETS", "fusion_setting", "scaled_nprobe", "MAX_K", "combined_mask"]
+__all__ = ["SearchResults", "Searcher", "PRESETS", "fusion_setting", "scaled_nprobe", "scaled_candidates", "MAX_K",
+           "combined_mask"]
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
 # fast 0.97 / 0.93, balanced 0.999 / 0.992, accurate 1.0 / 1.0.
-# A preset's nprobe is for an index of NPROBE_BASE_CENTROIDS centroids (SciFact's); a codec sized
-# for a larger collection has more, shorter lists, and nprobe grows with the fourth root of the
-# centroid count to keep recall (measured on the resampled 50k collection, 8,192 centroids:
-# nprobe 8 / 12 / 16 gave recall of the exhaustive top-10 0.967 / 0.989 / 0.995; docs/benchmarks.md).
+# A preset's nprobe and candidate count are for an index of NPROBE_BASE_CENTROIDS centroids
+# (SciFact's, 5k documents). A codec sized for a larger collection has more, shorter lists, and
+# its documents crowd closer: both grow with the cube root of the centroid count (the codec's size
+# follows the collection's). Recall of the exhaustive top-10, default preset (docs/benchmarks.md
+# "Candidates that scale"): resampled 50k, 8,192 centroids: nprobe 8 / 12 / 16 at 64 candidates
+# gave 0.967 / 0.989 / 0.995; resampled 300k, 16,384 centroids: nprobe 13 at 64 candidates (the
+# fourth-root rule before) 0.907, nprobe 16 at 128 candidates (this rule) 0.975.
 NPROBE_BASE_CENTROIDS = 2048
+
+
+def size_scale(n_centroids: int) -> float:
+    """How much a preset's nprobe and candidate count grow for an index of n_centroids centroids."""
+    return max(1.0, (n_centroids / NPROBE_BASE_CENTROIDS) ** (1 / 3))
 
 
 def scaled_nprobe(nprobe: int, n_centroids: int) -> int:
     """A preset nprobe for an index of n_centroids centroids (never below the preset's)."""
-    return max(nprobe, int(round(nprobe * (n_centroids / NPROBE_BASE_CENTROIDS) ** 0.25)))
+    return max(nprobe, int(round(nprobe * size_scale(n_centroids))))
+
+
+def scaled_candidates(n_candidates: int, n_centroids: int) -> int:
+    """A preset candidate count for an index of n_centroids centroids (never below the preset's)."""
+    return max(n_candidates, int(round(n_candidates * size_scale(n_centroids))))
 
 
 PRESETS = {
@@ -127,6 +142,7 @@ class Searcher:
         self._scale_nprobe = nprobe is None      # a preset's nprobe follows the index's centroid count
         self.k_prime = k_prime if k_prime is not None else preset["k_prime"]
         self.n_candidates = n_candidates or preset["n_candidates"]
+        self._scale_candidates = n_candidates is None
         self.device = pick_device(device)
         self._encoder = encoder
         self._ranker, self._snapshot = None, None
@@ -155,22 +171,24 @@ class Searcher:
         if self._ranker is None or self._snapshot is not snapshot:
             centroids = self.index.n_centroids
             nprobe = scaled_nprobe(self.nprobe, centroids) if self._scale_nprobe else self.nprobe
-            self._ranker = self.index.engine(nprobe=nprobe, n_candidates=self.n_candidates, k_prime=self.k_prime,
+            n_candidates = (scaled_candidates(self.n_candidates, centroids) if self._scale_candidates
+                            else self.n_candidates)
+            self._ranker = self.index.engine(nprobe=nprobe, n_candidates=n_candidates, k_prime=self.k_prime,
                                              device=self.device, backend=self.backend)
             self._snapshot = snapshot
         return self._ranker
 
     def search(self, query: str, k: int = 10, *, filter: dict | None = None,
-               ids: Sequence[str] | None = None) -> SearchResults:
-        """Top-k documents for one query (a SearchResults with one row); filter / ids as in search_batch."""
+               ids: Sequence[str] | None = None, timings: Timings | None = None) -> SearchResults:
+        """Top-k documents for one query (a SearchResults with one row); filter / ids / timings as in search_batch."""
         if not isinstance(query, str):
             raise TypeError("search takes one query string; use search_batch for several")
-        return self.search_batch([query], k=k, filter=filter, ids=ids)
+        return self.search_batch([query], k=k, filter=filter, ids=ids, timings=timings)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray | EncodedQueries, k: int = 10,
                      term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None,
                      texts: Sequence[str] | None = None, *, filter: dict | None = None,
-                     ids: Sequence[str] | None = None) -> SearchResults:
+                     ids: Sequence[str] | None = None, timings: Timings | None = None) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, EncodedQueries (retriever.queries.encode_queries), or pre-encoded
@@ -185,6 +203,7 @@ class Searcher:
         indexes.search.engine.EXACT_FILTER_LIMIT are allowed, all of them are rescored.
         allowed: the same as a (n_positions,) bool mask over this snapshot's positions (for
         callers that already hold one, such as the server's cache; positions change with compaction).
+        timings: an indexes.search.timings.Timings that receives the seconds of each stage.
         """
         self.index.check_intact()         # a background verification that found damage raises
         if not 1 <= k <= MAX_K:
@@ -192,14 +211,18 @@ class Searcher:
         if isinstance(queries, EncodedQueries):
             queries, term_ids, texts = queries.vectors, queries.term_ids, queries.texts
         elif not isinstance(queries, np.ndarray):
-            encoded = encode_queries(self.encoder, queries, term_ids=self.engine in TERM_STAGES)
+            with maybe(timings, "encoding"):
+                encoded = encode_queries(self.encoder, queries, term_ids=self.engine in TERM_STAGES)
             queries, term_ids, texts = encoded.vectors, encoded.term_ids, encoded.texts
         ranker = self.ranker
         fusion = self._fusion_for(texts, len(queries), ranker)
+        lexical = None
+        if fusion != "none":
+            with maybe(timings, "lexical"):
+                lexical = LexicalQueries.from_texts(texts)
         scores, positions = ranker.search(
-            queries, k, first_stage=self.engine, fusion=fusion, alpha=self.alpha,
-            lexical=None if fusion == "none" else LexicalQueries.from_texts(texts),
-            allowed=combined_mask(self.index, allowed, filter, ids), term_ids=term_ids)
+            queries, k, first_stage=self.engine, fusion=fusion, alpha=self.alpha, lexical=lexical,
+            allowed=combined_mask(self.index, allowed, filter, ids), term_ids=term_ids, timings=timings)
         return SearchResults(scores=scores, indices=positions, doc_ids=ranker.doc_ids(positions))
 
     def _fusion_for(self, texts, n_queries: int, ranker) -> str:

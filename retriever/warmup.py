@@ -62,7 +62,7 @@ def warm_up(dim: int = 32) -> float:
         for fusion in ("adaptive", "rrf", "interpolate"):
             engine.search(queries, 10, fusion=fusion, lexical=LexicalQueries.from_texts(texts))
         threads = torch.get_num_threads()
-        torch.set_num_threads(2)         # one query on two threads: the parallel probe and decode kernels
+        torch.set_num_threads(2)         # one query on two threads: the parallel probe and rescoring kernels
         try:
             engine.search(queries[:1], 10)
         finally:

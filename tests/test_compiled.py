@@ -64,7 +64,7 @@ def test_rescoring_equals_the_reference(store):
         np.testing.assert_allclose(fast.rescore(q, positions), ref, rtol=1e-5, atol=1e-4)
 
 
-def test_long_document_grows_the_decoding_buffer(tmp_path):
+def test_a_long_document_is_rescored_like_the_reference(tmp_path):
     batch = synthetic_batch(n_docs=3, dim=32, seed=2, min_len=5000, max_len=5001)
     build_index(tmp_path, batch, synthetic_docs(3), recipe="res2", info={"encoder": {}}, vocab_size=500)
     store = IndexStore.open(tmp_path)
@@ -173,3 +173,32 @@ def test_probing_on_several_threads_equals_the_reference(store, threads):
         assert set(docs.tolist()) == set(ref_docs.tolist())
         again = fast.candidates(q, nprobe=3, n_candidates=40)                 # the workspace was reset
         assert again[0].tolist() == ref_docs.tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rescoring_from_codes_equals_decoding_then_maxsim(store, threads):
+    """Scores read from the packed codes through per-query tables (indexes/search/code_maxsim.py)
+    equal decoding every candidate to float32 and taking MaxSim (the torch reference and the
+    compiled decoder eval.rescoring compares against), on one thread and split over two, on the
+    first query (inverse norms computed) and again (inverse norms reused)."""
+    from eval.decoded import rescore_decoded
+
+    fast = CompiledSearch(store)
+    live = np.flatnonzero(store.alive)
+    kernels.nb.set_num_threads(min(threads, kernels.nb.config.NUMBA_NUM_THREADS))
+    for i, q in enumerate(_queries(seed=7)):
+        positions = np.random.default_rng(i).permutation(live)[:41]
+        decoded = rescore(store, torch.from_numpy(q)[None], positions)[0].numpy()
+        np.testing.assert_allclose(rescore_decoded(fast, q, positions, threads), decoded, rtol=1e-5, atol=1e-5)
+        for _ in range(2):
+            np.testing.assert_allclose(fast.rescore(q, positions, threads=threads), decoded, rtol=1e-5, atol=1e-5)
+    filled = sum(int((n > 0).sum()) for n in fast._inverse_norms)
+    assert 0 < filled < sum(len(n) for n in fast._inverse_norms)       # only what was rescored
+
+
+def test_rescoring_reuses_the_first_stage_centroid_scores(store):
+    fast = CompiledSearch(store)
+    q = _queries(1, seed=3)[0]
+    scores = fast.centroid_scores(q)
+    docs, _ = fast.candidates(q, nprobe=2, n_candidates=20, centroid_scores=scores)
+    np.testing.assert_allclose(fast.rescore(q, docs, centroid_scores=scores), fast.rescore(q, docs), rtol=1e-6)

@@ -140,3 +140,24 @@ def test_documents_go_through_in_batches_of_the_device_default(pylate_checkpoint
     sizes.clear()
     encoder.encode_documents(["a short one", "and another"] * 5, batch_size=4, show_progress=False)
     assert sizes == [4, 4, 2]
+
+
+def test_onnx_sessions_follow_the_thread_count_and_never_spin(tmp_path, pylate_checkpoint, onnxruntime):
+    """One session per thread count (made when that count is first used), each with spinning
+    worker threads turned off, all giving the same vectors."""
+    encoder = load_encoder(pylate_checkpoint[0], device="cpu", runtime="onnx", cache_dir=tmp_path)
+    runtime = encoder._query_runtime
+    previous = torch.get_num_threads()
+    try:
+        vectors = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            vectors[threads] = encoder.encode_queries(["late interaction on two threads"])
+            options = runtime.session.get_session_options()
+            assert options.intra_op_num_threads == threads
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+            assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+        assert set(runtime._sessions) == {1, 2} and runtime._sessions[1] is not runtime._sessions[2]
+        np.testing.assert_allclose(vectors[1], vectors[2], atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)

@@ -12,7 +12,8 @@ SCRIPT = """
 import importlib, inspect, json
 from numba.core.registry import CPUDispatcher
 from retriever.warmup import warm_up
-MODULES = ("indexes.search.kernels", "indexes.search.fusion", "indexes.builder.agglomerate", "indexes.codec.kmeans",
+MODULES = ("indexes.search.kernels", "indexes.search.code_maxsim", "indexes.search.fusion",
+           "indexes.builder.agglomerate", "indexes.codec.kmeans",
            "indexes.codec.residual", "indexes.builder.reduce")
 warm_up()
 kernels = {f"{m}.{n}": o for m in MODULES for n, o in vars(importlib.import_module(m)).items()

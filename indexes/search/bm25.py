@@ -68,7 +68,8 @@ def lexical_stats(segments: Sequence, n_positions: int, queries: LexicalQueries)
     df = np.zeros(len(queries.terms), dtype=np.int64)
     total_length = 0
     for seg in segments:
-        total_length += int(np.asarray(seg.lex_doc_lengths, dtype=np.int64).sum())
+        total = getattr(seg, "lex_total_length", None)     # a Segment keeps it; other holders sum each time
+        total_length += int(np.asarray(seg.lex_doc_lengths, dtype=np.int64).sum()) if total is None else total
         hit, starts, ends = _find_terms(seg, queries.terms)
         df[hit] += ends - starts
     return LexicalStats(int(n_positions), total_length, df)

@@ -13,12 +13,11 @@ import numpy as np
 import torch
 
 from indexes.search import kernels
+from indexes.search.code_maxsim import maxsim_codes, maxsim_codes_parallel, rescoring_tables
 from indexes.positions import expand_ranges
 from indexes.storage.store import IndexStore
 
 __all__ = ["supports", "CompiledSearch"]
-
-_BLOCK_VECTORS = 4096      # candidate vectors decoded per block (a 6 MiB float32 buffer at 384 dims)
 
 
 def supports(store: IndexStore, k_prime: int | None = None) -> bool:
@@ -54,23 +53,31 @@ class CompiledSearch:
                            s.doc_of_vector[np.asarray(s.ivf_vector_ids)], np.asarray(s.codes),
                            np.asarray(s.residuals), np.asarray(s.doc_offsets), s)
                           for s in store.segments]
+        # 1 / |c + r| per stored slot, filled as vectors are rescored (np.zeros: pages the OS maps
+        # only when written, so untouched parts of a large index cost no memory).
+        self._inverse_norms = [np.zeros(len(s.codes), dtype=np.float32) for s in store.segments]
 
     def _workspace(self) -> kernels.Workspace:
         ws = getattr(self._local, "ws", None)
         if ws is None:
             rows = kernels.nb.config.NUMBA_NUM_THREADS    # one row per worker of a parallel probe
             ws = self._local.ws = kernels.Workspace(self.store.n_positions, rows)
-            self._local.buffer = np.empty((_BLOCK_VECTORS, self.store.codec.dim), dtype=np.float32)
         return ws
 
-    def candidates(self, query: np.ndarray, *, nprobe: int, n_candidates: int,
-                   threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def centroid_scores(self, query: np.ndarray) -> np.ndarray:
+        """(T, C) float32 <q_t, centroid c> of one (T, dim) query: both stages read them."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        return (torch.from_numpy(query) @ self._centroids_t.T).numpy()
+
+    def candidates(self, query: np.ndarray, *, nprobe: int, n_candidates: int, threads: int = 1,
+                   centroid_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(positions (c,) int64, first-stage scores (c,) float32), best first, c <= n_candidates,
         for one (T, dim) float32 projected query of real tokens (see retrieve_candidates).
-        threads > 1 deals the query's tokens to that many numba threads."""
+        threads > 1 deals the query's tokens to that many numba threads; centroid_scores: the
+        query's (T, C) `centroid_scores`, when the caller already has them."""
         ws = self._workspace()
         query = np.ascontiguousarray(query, dtype=np.float32)
-        scores = (torch.from_numpy(query) @ self._centroids_t.T).numpy()      # (T, C)
+        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores   # (T, C)
         n_c = scores.shape[1]
         nprobe = min(nprobe, n_c)
         if nprobe < n_c:
@@ -104,13 +111,17 @@ class CompiledSearch:
                                       top_scores)
         return docs[:n], top_scores[:n] + np.float32(missing.sum())
 
-    def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1) -> np.ndarray:
-        """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`;
-        threads > 1 decodes in numba's parallel loops (never from several threads at once: some
-        numba threading layers do not allow it)."""
-        self._workspace()
-        buffer = self._local.buffer
-        query_t = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))   # (dim, T)
+    def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1,
+                centroid_scores: np.ndarray | None = None) -> np.ndarray:
+        """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`,
+        scored from their stored codes (indexes/search/code_maxsim.py); threads > 1 splits the
+        candidates over numba's parallel loop (never called from several threads at once: some
+        numba threading layers do not allow it). centroid_scores: as in `candidates`."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.int64)
+        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
+        scores_t = np.ascontiguousarray(scores.T)                                   # (C, T)
+        tables = rescoring_tables(self.store.codec, query)                         # (n_bytes * 256, T)
         out = np.zeros(len(positions), dtype=np.float32)
         bases = self.store.segment_bases
         segment_of = np.searchsorted(bases, positions, side="right") - 1
@@ -118,22 +129,26 @@ class CompiledSearch:
             _, _, _, codes, residuals, doc_offsets, segment = self._segments[s]
             which = np.flatnonzero(segment_of == s)
             local = positions[which] - int(bases[s])
-            starts, lengths = doc_offsets[local], doc_offsets[local + 1] - doc_offsets[local]
-            first = 0
-            while first < len(which):
-                # As many whole documents as fit in the buffer (at least one; a longer one grows it).
-                end = first + max(1, int(np.searchsorted(np.cumsum(lengths[first:]), len(buffer), side="right")))
-                rows = segment.slots(expand_ranges(starts[first:end], lengths[first:end]))
-                if len(rows) > len(buffer):
-                    buffer = self._local.buffer = np.empty((len(rows), buffer.shape[1]), dtype=np.float32)
-                if threads > 1:
-                    kernels.nb.set_num_threads(min(threads, kernels.nb.config.NUMBA_NUM_THREADS))   # this thread only
-                    kernels.decode_into_parallel(codes, residuals, rows, self._centroids, self._byte_table, buffer)
-                else:
-                    kernels.decode_into(codes, residuals, rows, self._centroids, self._byte_table, buffer)
-                sims = (torch.from_numpy(buffer[:len(rows)]) @ query_t).numpy()        # (n_rows, T)
-                block = np.empty(end - first, dtype=np.float32)
-                kernels.maxsim_block(sims, lengths[first:end], block)
-                out[which[first:end]] = block
-                first = end
+            lengths = doc_offsets[local + 1] - doc_offsets[local]
+            rows = np.asarray(segment.slots(expand_ranges(doc_offsets[local], lengths)), dtype=np.int64)
+            starts = np.zeros(len(which), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+            scratch = self._scratch(len(which), len(query))
+            norms = self._inverse_norms[s]
+            block = np.empty(len(which), dtype=np.float32)
+            if threads > 1:
+                kernels.nb.set_num_threads(min(threads, kernels.nb.config.NUMBA_NUM_THREADS))   # this thread only
+                maxsim_codes_parallel(rows, starts, lengths, codes, residuals, scores_t, tables, self._centroids,
+                                      self._byte_table, norms, scratch, block)
+            else:
+                maxsim_codes(rows, starts, lengths, codes, residuals, scores_t, tables, self._centroids,
+                             self._byte_table, norms, scratch, block)
+            out[which] = block
         return out
+
+    def _scratch(self, n_docs: int, n_tokens: int) -> np.ndarray:
+        """A (n_docs, 2, n_tokens) float32 workspace of this thread, grown when a query needs more."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.shape[0] < n_docs or scratch.shape[2] != n_tokens:
+            scratch = self._local.scratch = np.empty((max(n_docs, 256), 2, n_tokens), dtype=np.float32)
+        return scratch

@@ -19,6 +19,7 @@ also serves CUDA, float16 indexes and k'.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -30,6 +31,7 @@ from indexes.search.bm25 import LexicalQueries, LexicalStats, store_bm25, store_
 from indexes.search.maxsim import pick_device, search_blocks
 from indexes.names import FIRST_STAGES
 from indexes.search.ranker import Ranker
+from indexes.search.timings import Timings
 from indexes.search.retrieval import rescore, retrieve_candidates
 from indexes.storage.store import IndexStore
 from indexes.search.vocab import retrieve_by_term
@@ -40,10 +42,11 @@ BACKENDS = ("auto", "compiled", "reference")
 EXACT_FILTER_LIMIT = 512   # a filter allowing at most this many documents may rescore them all (memory-bound)
 
 
-def _token(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, **_) -> np.ndarray:
+def _token(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, centroid_scores=None, **_) -> np.ndarray:
     fast = engine.compiled_path(query.device)
     if fast is not None:
-        return fast.candidates(query.numpy(), nprobe=engine.nprobe, n_candidates=n, threads=threads)[0]
+        return fast.candidates(query.numpy(), nprobe=engine.nprobe, n_candidates=n, threads=threads,
+                               centroid_scores=centroid_scores)[0]
     return retrieve_candidates(engine.store, query, nprobe=engine.nprobe, k_prime=engine.k_prime, n_candidates=n)[0]
 
 
@@ -53,8 +56,10 @@ def _vocab(engine: "Engine", query: torch.Tensor, n: int, term_ids=None, **_) ->
     return retrieve_by_term(engine.store, query, term_ids, n_candidates=n)[0]
 
 
-def _union(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, **kwargs) -> np.ndarray:
-    return np.unique(np.concatenate([_token(engine, query, n, threads), _vocab(engine, query, n, **kwargs)]))
+def _union(engine: "Engine", query: torch.Tensor, n: int, threads: int = 1, centroid_scores=None,
+           **kwargs) -> np.ndarray:
+    return np.unique(np.concatenate([_token(engine, query, n, threads, centroid_scores),
+                                     _vocab(engine, query, n, **kwargs)]))
 
 
 def _supplied(engine: "Engine", query: torch.Tensor, n: int, candidates=None, **_) -> np.ndarray:
@@ -68,6 +73,21 @@ def _supplied(engine: "Engine", query: torch.Tensor, n: int, candidates=None, **
 _STAGES: dict[str, Callable | None] = {"token": _token, "vocab": _vocab, "union": _union,
                                        "candidates": _supplied, "exhaustive": None}
 assert tuple(sorted(_STAGES)) == tuple(sorted(FIRST_STAGES))
+
+
+def _selective(store: IndexStore, allowed: np.ndarray | None) -> np.ndarray | None:
+    """The allowed live positions when few enough to rescore them all if need be, else None."""
+    if allowed is not None and (allowed & store.alive).sum() <= EXACT_FILTER_LIMIT:
+        return np.flatnonzero(allowed & store.alive)
+    return None
+
+
+def _clock(device: torch.device, timings: Timings | None) -> float:
+    """time.perf_counter(), after the device's queued kernels finish when a CUDA search is timed
+    (a stage's time is its kernels', not their launch)."""
+    if timings is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 class Engine(Ranker):
@@ -112,7 +132,8 @@ class Engine(Ranker):
         return self.store.doc_ids(positions)
 
     def dense(self, queries: np.ndarray, k: int, first_stage: str = "token", allowed: np.ndarray | None = None,
-              term_ids: np.ndarray | None = None, candidates: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+              term_ids: np.ndarray | None = None, candidates: list | None = None,
+              timings: Timings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k late-interaction (scores, positions) per query (arguments: Ranker.search).
 
         A filter (`allowed`) applies to the candidates; one allowing at most EXACT_FILTER_LIMIT
@@ -130,25 +151,30 @@ class Engine(Ranker):
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         indices = np.full((n_q, k), -1, dtype=np.int64)
         real_rows = (tensor.norm(dim=2) > 0).cpu().numpy()   # zero (padding) rows add 0 to every score
-        if allowed is not None and (allowed & store.alive).sum() <= EXACT_FILTER_LIMIT:
-            selective = np.flatnonzero(allowed & store.alive)   # few enough to rescore all if need be
-        else:
-            selective = None
+        selective = _selective(store, allowed)
 
+        fast = self.compiled_path(self.device)
         workers = min(n_q, torch.get_num_threads())
-        parallel_queries = workers > 1 and self.compiled_path(self.device) is not None
+        parallel_queries = workers > 1 and fast is not None
 
         def one(i: int) -> None:
             real = tensor[i][torch.from_numpy(real_rows[i]).to(self.device)]
             threads = 1 if parallel_queries else torch.get_num_threads()
-            positions = stage(self, real, max(self.n_candidates, k), threads=threads,
+            started = _clock(self.device, timings)
+            # The query's centroid scores serve both compiled stages: computed once.
+            shared = fast.centroid_scores(real.numpy()) if fast is not None else None
+            positions = stage(self, real, max(self.n_candidates, k), threads=threads, centroid_scores=shared,
                               term_ids=None if term_ids is None else np.asarray(term_ids)[i][real_rows[i]],
                               candidates=None if candidates is None else candidates[i])
             if allowed is not None:
                 positions = positions[allowed[positions]]
                 if len(positions) < k and selective is not None:
                     positions = selective       # a selective filter: score every allowed document
-            exact = self.rescore(real, positions, threads=threads)
+            middle = _clock(self.device, timings)
+            exact = self.rescore(real, positions, threads=threads, centroid_scores=shared)
+            if timings is not None:
+                timings.add("first_stage", middle - started)
+                timings.add("rescoring", _clock(self.device, timings) - middle)
             n = min(k, len(positions))
             top = np.lexsort((positions, -exact))[:n]       # best first, ties by position
             scores[i, :n] = exact[top]
@@ -172,9 +198,11 @@ class Engine(Ranker):
                                          max(self.n_candidates, k),
                                          term_ids=None if term_ids is None else np.asarray(term_ids)[real])
 
-    def rescore(self, query: torch.Tensor, positions: np.ndarray, threads: int = 1) -> np.ndarray:
-        """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`."""
+    def rescore(self, query: torch.Tensor, positions: np.ndarray, threads: int = 1,
+                centroid_scores: np.ndarray | None = None) -> np.ndarray:
+        """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`
+        (centroid_scores: the query's (T, C) scores against the centroids, when already known)."""
         fast = self.compiled_path(query.device)
         if fast is not None:
-            return fast.rescore(query.numpy(), positions, threads)
+            return fast.rescore(query.numpy(), positions, threads, centroid_scores=centroid_scores)
         return rescore(self.store, query[None], positions)[0].cpu().numpy()

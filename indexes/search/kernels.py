@@ -1,4 +1,4 @@
-"""Compiled CPU kernels (numba) for the two search stages; `indexes/search/retrieval.py` is their reference.
+"""Compiled CPU kernels (numba) for the first search stage; `indexes/search/retrieval.py` is their reference.
 
 Stage 1, `probe_segment`: for each query token, walk its probed centroid lists, score each vector
 as <q, centroid> + <q, residual> (the residual part from the per-token lookup table, one lookup
@@ -8,9 +8,7 @@ document is added once for all documents at the end. Nothing is materialised per
 pair; the per-document arrays are workspaces reused across queries (`Workspace`), reset by
 walking the documents touched, so a query costs time and memory in what it probes only.
 
-Stage 2, `decode_into` and `maxsim_block`: exact MaxSim of candidates from their compressed vectors,
-decoded into a reusable buffer one block at a time and scored with one matrix product per block
-(indexes/search/compiled.py drives the blocks).
+Stage 2, exact MaxSim of the candidates from their stored codes, is in indexes/search/code_maxsim.py.
 
 Kernels are compiled on first use and cached on disk by numba (`cache=True`); numba is a
 required dependency.
@@ -21,8 +19,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["Workspace", "probe_segment", "probe_segment_parallel", "merge_workers",
-           "select_candidates", "decode_into", "decode_into_parallel", "maxsim_block"]
+__all__ = ["Workspace", "probe_segment", "probe_segment_parallel", "merge_workers", "select_candidates"]
 
 # fastmath without the no-inf / no-NaN assumptions: -inf marks "no score yet".
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -197,55 +194,3 @@ def select_candidates(acc, seen, touched, n_touched, n_candidates, out_docs, out
         heap_d[0] = heap_d[i]
         _sift_down(heap_s, heap_d, 0, i)
     return size
-
-
-def _decode_into(codes, residuals, rows, centroids, byte_table, out):
-    """Decode stored vectors `rows` (slots in codes / residuals) into out[:len(rows)] as unit
-    float32 rows: normalize(centroids[code] + residual decoded byte by byte). byte_table:
-    (n_bytes * 256, per_byte) float32, what byte b decodes to at position p (row p * 256 + b).
-    Rows are visited in slot order (a candidate's vectors lie in many lists; reading the stored
-    arrays front to back lets the hardware prefetch them), each written to its own out row."""
-    n_bytes = residuals.shape[1]
-    per_byte = byte_table.shape[1]
-    dim = out.shape[1]
-    flat = byte_table.ravel()
-    visit = np.argsort(rows)
-    for k in _prange(len(rows)):
-        r = visit[k]
-        v = rows[r]
-        row = residuals[v]
-        target = out[r]
-        for p in range(n_bytes):                         # residual: one small table row per byte
-            start = (p * 256 + row[p]) * per_byte
-            for j in range(per_byte):
-                target[p * per_byte + j] = flat[start + j]
-        centroid = centroids[codes[v]]
-        norm = np.float32(0.0)
-        for d in range(dim):                             # + centroid, and the norm: contiguous, vectorised
-            x = target[d] + centroid[d]
-            target[d] = x
-            norm += x * x
-        scale = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
-        for d in range(dim):
-            target[d] *= scale
-
-
-decode_into = _jit(_decode_into)
-decode_into_parallel = _pjit(_decode_into)   # the same loop over rows, split over numba's threads
-
-
-@_jit
-def maxsim_block(sims, doc_lengths, out):
-    """sims: (n_vectors, T) similarities of consecutive documents' vectors to T query tokens;
-    doc_lengths: vectors per document. out[d] = sum over tokens of the max over its vectors."""
-    row = 0
-    for d in range(len(doc_lengths)):
-        total = 0.0
-        for t in range(sims.shape[1]):
-            m = -np.inf
-            for i in range(row, row + doc_lengths[d]):
-                if sims[i, t] > m:
-                    m = sims[i, t]
-            total += m
-        out[d] = total
-        row += doc_lengths[d]

@@ -22,6 +22,7 @@ import numpy as np
 
 from indexes.search.fusion import fuse
 from indexes.search.bm25 import LexicalQueries, LexicalStats
+from indexes.search.timings import Timings, maybe
 from indexes.names import DEFAULT_ALPHA, FIRST_STAGES, FUSION_DEPTH, FUSIONS, TERM_STAGES
 
 __all__ = ["Ranker", "merge_top_k", "empty_ranking"]
@@ -55,7 +56,8 @@ class Ranker:
     has_lexical: bool
 
     def dense(self, queries: np.ndarray, k: int, *, first_stage: str, allowed: np.ndarray | None,
-              term_ids: np.ndarray | None, candidates: list | None) -> tuple[np.ndarray, np.ndarray]:
+              term_ids: np.ndarray | None, candidates: list | None,
+              timings: Timings | None = None) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def lexical_stats(self, lexical: LexicalQueries) -> LexicalStats:
@@ -71,13 +73,14 @@ class Ranker:
     def search(self, queries: np.ndarray, k: int = 10, *, first_stage: str = "token", fusion: str = "none",
                alpha: float = DEFAULT_ALPHA, lexical: LexicalQueries | None = None,
                allowed: np.ndarray | None = None, term_ids: np.ndarray | None = None,
-               candidates: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+               candidates: list | None = None, timings: Timings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, positions) per query: the dense ranking, or, with a fusion other than
         "none", the dense and BM25 rankings FUSION_DEPTH deep fused (indexes/search/fusion.py).
 
         lexical: the queries' terms (needed by every fusion but "none"); term_ids: (n, L) vocabulary
         id per query row (-1: none) for "vocab" and "union"; candidates: positions per query for
-        "candidates"; allowed: only these positions may be returned."""
+        "candidates"; allowed: only these positions may be returned; timings: where the time went
+        (indexes/search/timings.py), when given."""
         if first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {FIRST_STAGES}, got {first_stage!r}")
         if fusion not in FUSIONS:
@@ -97,19 +100,26 @@ class Ranker:
                 raise ValueError(f"term_ids shape {term_ids.shape} does not match queries {queries.shape[:2]}")
         dense_args = dict(first_stage=first_stage, allowed=allowed, term_ids=term_ids, candidates=candidates)
         if fusion == "none":
-            return self.dense(queries, k, **dense_args)
+            with maybe(timings, "dense"):
+                return self.dense(queries, k, **dense_args, timings=timings)
         if lexical is None or len(lexical) != n:
             raise ValueError(f"fusion {fusion!r} needs the terms of every query (lexical=LexicalQueries)")
         depth = max(k, FUSION_DEPTH)
         if fusion == "lexical":
-            dense, stats = empty_ranking(n, 1), self.lexical_stats(lexical)
+            with maybe(timings, "lexical"):
+                dense, stats = empty_ranking(n, 1), self.lexical_stats(lexical)
         else:
-            dense, stats = self.dense_and_stats(queries, depth, lexical, dense_args)
-        ranked = self.bm25(lexical, depth, allowed, stats)
-        return fuse(dense, ranked, k, fusion, alpha)
+            dense, stats = self.dense_and_stats(queries, depth, lexical, dense_args, timings)
+        with maybe(timings, "lexical"):
+            ranked = self.bm25(lexical, depth, allowed, stats)
+        with maybe(timings, "fusion"):
+            return fuse(dense, ranked, k, fusion, alpha)
 
-    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries,
-                        dense_args: dict) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
+    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries, dense_args: dict,
+                        timings: Timings | None = None) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
         """The dense ranking and the BM25 statistics, which do not depend on each other (a shard
         set asks its shards for both in one round trip)."""
-        return self.dense(queries, depth, **dense_args), self.lexical_stats(lexical)
+        with maybe(timings, "dense"):
+            dense = self.dense(queries, depth, **dense_args, timings=timings)
+        with maybe(timings, "lexical"):
+            return dense, self.lexical_stats(lexical)

@@ -24,6 +24,7 @@ import numpy as np
 from indexes.search.bm25 import LexicalQueries, LexicalStats
 from indexes.positions import locate, part_bases
 from indexes.search.ranker import Ranker, merge_top_k
+from indexes.search.timings import Timings, maybe
 
 __all__ = ["ShardSet", "Executor", "ThreadExecutor"]
 
@@ -95,16 +96,19 @@ class ShardSet(Ranker):
                 for mask, c in zip(self._split(allowed), per_shard_candidates)]
 
     def dense(self, queries: np.ndarray, k: int, *, first_stage: str, allowed: np.ndarray | None,
-              term_ids: np.ndarray | None, candidates: list | None) -> tuple[np.ndarray, np.ndarray]:
+              term_ids: np.ndarray | None, candidates: list | None, timings=None) -> tuple[np.ndarray, np.ndarray]:
+        # timings: the caller times the whole fan-out as "dense"; the shards' own stages stay with them.
         parts = self.executor.call("dense", self._dense_args(queries, k, first_stage, allowed, term_ids, candidates))
         return merge_top_k(parts, self.bases, k)
 
-    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries,
-                        dense_args: dict) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
+    def dense_and_stats(self, queries: np.ndarray, depth: int, lexical: LexicalQueries, dense_args: dict,
+                        timings: Timings | None = None) -> tuple[tuple[np.ndarray, np.ndarray], LexicalStats]:
         args = self._dense_args(queries, depth, dense_args["first_stage"], dense_args["allowed"],
                                 dense_args["term_ids"], dense_args["candidates"])
-        parts, stats = self.executor.call_many([("dense", args), ("lexical_stats", [(lexical,)] * self.n_shards)])
-        return merge_top_k(parts, self.bases, depth), LexicalStats.merge(stats)
+        with maybe(timings, "dense"):     # one round trip for both: timed as the dense side
+            parts, stats = self.executor.call_many([("dense", args),
+                                                    ("lexical_stats", [(lexical,)] * self.n_shards)])
+            return merge_top_k(parts, self.bases, depth), LexicalStats.merge(stats)
 
     def _local(self, positions, shard: int) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64)

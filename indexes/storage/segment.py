@@ -140,6 +140,11 @@ class Segment(SegmentArrays):
         return len(self.documents)
 
     @cached_property
+    def lex_total_length(self) -> int:
+        """Terms in all of the segment's documents (BM25's collection length; read once, not per query)."""
+        return int(np.asarray(self.lex_doc_lengths, dtype=np.int64).sum())
+
+    @cached_property
     def member_offsets(self) -> np.ndarray:
         """(m + 1,) int64: stored vector v stands for member_token_ids[off[v]:off[v+1]]."""
         return np.concatenate([[0], np.cumsum(self.member_counts, dtype=np.int64)])
