@@ -86,12 +86,13 @@ def run(index_dir: str, dataset: str, threads: tuple[int, ...] = (1, 2), rounds:
 
 
 def report(result: dict, out: Path) -> str:
+    from indexes.names import DEFAULT_FUSION
     from .report import save_table
     from .plots import stacked_bars
 
     columns = (*STAGE_COLUMNS, "other")
     lines = [f"End to end, {Path(result['dataset']).name}, {result['rows'][0]['queries']} queries one at a time x "
-             f"{result['rows'][0]['rounds']} rounds, default searcher (fusion {result['fusion'] or 'auto'}); "
+             f"{result['rows'][0]['rounds']} rounds, default searcher (fusion {result['fusion'] or DEFAULT_FUSION}); "
              "stage means in ms, end to end mean / p50 / p95\n",
              "| threads | " + " | ".join(columns) + " | sum of stages + other (mean) | end-to-end p50 | p95 | "
              "p50 per round | batch q/s |",

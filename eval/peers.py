@@ -2,7 +2,7 @@
 fast-plaid (PLAID in Rust), on the same token vectors, in one process.
 
     python -m eval.peers --dataset ../shared/data/scifact --cache /tmp/cache/scifact \\
-        --tessera-index /tmp/scifact-index --work /tmp/peers [--rounds 2] [--out docs/peers]
+        --tessera-index /tmp/scifact-index /tmp/scifact-res4 --work /tmp/peers [--rounds 2] [--out docs/peers]
 
 Neither peer is a Tessera dependency: run this from the environment of "Against the compiled
 peers" in docs/benchmarks.md (torch 2.11, xtr-warp-rs 2.1.0.2110, fast-plaid 1.7.0.2110, Tessera
@@ -91,7 +91,7 @@ def _time_setting(search_one, queries: list[np.ndarray], threads: int) -> tuple[
     return latencies, ranked
 
 
-def run(dataset: str, cache: str, tessera_index: str, work: str, *, rounds: int = 2, threads: int = 1,
+def run(dataset: str, cache: str, tessera_indexes: list[str], work: str, *, rounds: int = 2, threads: int = 1,
         split: str = "test", k: int = 10, settings: dict | None = None) -> dict:
     import torch
     from indexes.search.maxsim import exhaustive_search
@@ -119,15 +119,16 @@ def run(dataset: str, cache: str, tessera_index: str, work: str, *, rounds: int 
         search, build_s = build_peer(engine, nbits, path, embeddings)
         engines[name] = (lambda q, t, s=search, kw=kwargs: [int(p) for p, _ in s(q, t, **kw)], build_s,
                          _disk_mib(path))
-    index = Index.open(tessera_index, verify=False)
-    b = index.manifest["build"]
     position_of = {d: i for i, d in enumerate(doc_ids)}
-    for preset in TESSERA_PRESETS:
-        searcher = Searcher(index, encoder=encoder, quality=preset, hybrid=False)
-        engines[f"Tessera {preset} ({index.manifest['recipe']})"] = (
-            lambda q, t, s=searcher: [position_of[d] for d in s.search_batch(q[None], k=k).doc_ids[0]],
-            b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"],
-            index.store.nbytes()["search"] / 2**20)
+    for directory in tessera_indexes:
+        index = Index.open(directory, verify=False)
+        b = index.manifest["build"]
+        for preset in TESSERA_PRESETS:
+            searcher = Searcher(index, encoder=encoder, quality=preset, hybrid=False)
+            engines[f"Tessera {preset} ({index.manifest['recipe']})"] = (
+                lambda q, t, s=searcher: [position_of[d] for d in s.search_batch(q[None], k=k).doc_ids[0]],
+                b["reduce_seconds"] + b["codec_fit_seconds"] + b["compress_seconds"],
+                index.store.nbytes()["search"] / 2**20)
     for name, (one, _, _) in engines.items():          # warm-up: first calls compile and page in
         for q in real[:10]:
             one(q, threads)
@@ -190,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--cache", required=True, help="Tessera's encoded-shard cache of the collection")
-    p.add_argument("--tessera-index", required=True, help="a Tessera index built from that cache")
+    p.add_argument("--tessera-index", required=True, nargs="+", help="Tessera indexes built from that cache")
     p.add_argument("--work", required=True, help="folder for the peers' indexes (built when missing)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="docs/peers")
     p.add_argument("--split", default="test")
     p.add_argument("--build-only", action="store_true", help="build the peers' indexes and stop")
+    p.add_argument("--peers", nargs="+", choices=["xtr", "fast-plaid"], default=["xtr", "fast-plaid"],
+                   help="which peers to run (default both)")
     args = p.parse_args(argv)
     try:
         import fast_plaid  # noqa: F401
@@ -207,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         from retriever.cache import encode_corpus_cached
 
         embeddings = encode_corpus_cached(load_encoder(), read_corpus(args.dataset), args.cache)
-        for engine, nbits in sorted({(e, b) for e, b, _ in PEER_SETTINGS.values()}):
+        for engine, nbits in sorted({(e, b) for e, b, _ in PEER_SETTINGS.values() if e in args.peers}):
             path = Path(args.work) / f"{engine}-nbits{nbits}"
             path.mkdir(parents=True, exist_ok=True)
             print(json.dumps({"engine": engine, "nbits": nbits, "build_s": build_peer(engine, nbits, path, embeddings)[1]}))
         return 0
-    result = run(args.dataset, args.cache, args.tessera_index, args.work, rounds=args.rounds, split=args.split)
+    settings = {name: s for name, s in PEER_SETTINGS.items() if s[0] in args.peers}
+    result = run(args.dataset, args.cache, args.tessera_index, args.work, rounds=args.rounds, split=args.split,
+                 settings=settings)
     print(report(result, Path(args.out)))
     return 0
 
