@@ -36,13 +36,7 @@ def rescore_decoded(search, query: np.ndarray, positions: np.ndarray, threads: i
     buffer = _buffer(search.store.codec.dim)
     query_t = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))   # (dim, T)
     out = np.zeros(len(positions), dtype=np.float32)
-    bases = search.store.segment_bases
-    segment_of = np.searchsorted(bases, positions, side="right") - 1
-    for s in np.unique(segment_of):
-        _, _, _, codes, residuals, doc_offsets, segment = search._segments[s]
-        which = np.flatnonzero(segment_of == s)
-        local = positions[which] - int(bases[s])
-        starts, lengths = doc_offsets[local], doc_offsets[local + 1] - doc_offsets[local]
+    for _, which, codes, residuals, starts, lengths, segment in search.by_segment(np.asarray(positions, np.int64)):
         first = 0
         while first < len(which):
             # As many whole documents as fit in the buffer (at least one; a longer one grows it).

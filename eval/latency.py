@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-STAGE_COLUMNS = ("encoding", "first_stage", "rescoring", "lexical", "fusion")
+from indexes.search.timings import STAGES
+
+STAGE_COLUMNS = tuple(s for s in STAGES if s != "dense")    # the parts; "dense" holds two of them
 
 
 def set_threads(threads: int) -> None:

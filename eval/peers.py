@@ -141,7 +141,8 @@ def run(dataset: str, cache: str, tessera_indexes: list[str], work: str, *, roun
             print(json.dumps({"round": r + 1, "setting": name, "p50_ms": float(np.median(lat))}), flush=True)
     rows = []
     for name, (_, build_s, mib) in engines.items():
-        run_ = {q.id: {doc_ids[p]: float(len(ps) - j) for j, p in enumerate(ps)} for q, ps in zip(queries, ranked[name])}
+        run_ = {q.id: {doc_ids[p]: float(len(ps) - j) for j, p in enumerate(ps)}
+                for q, ps in zip(queries, ranked[name])}
         rows.append({"engine": name, "recall_vs_exact": float(np.mean([len(set(ps[:k]) & ref) / len(ref)
                                                                       for ps, ref in zip(ranked[name], reference)])),
                      "nDCG@10": evaluate(run_, qrels)["nDCG@10"], "p50_ms": float(np.percentile(latencies[name], 50)),

@@ -123,15 +123,9 @@ class CompiledSearch:
         scores_t = np.ascontiguousarray(scores.T)                                   # (C, T)
         tables = rescoring_tables(self.store.codec, query)                         # (n_bytes * 256, T)
         out = np.zeros(len(positions), dtype=np.float32)
-        bases = self.store.segment_bases
-        segment_of = np.searchsorted(bases, positions, side="right") - 1
-        for s in np.unique(segment_of):
-            _, _, _, codes, residuals, doc_offsets, segment = self._segments[s]
-            which = np.flatnonzero(segment_of == s)
-            local = positions[which] - int(bases[s])
-            lengths = doc_offsets[local + 1] - doc_offsets[local]
-            rows = np.asarray(segment.slots(expand_ranges(doc_offsets[local], lengths)), dtype=np.int64)
-            starts = np.zeros(len(which), dtype=np.int64)
+        for s, which, codes, residuals, starts, lengths, segment in self.by_segment(positions):
+            rows = np.asarray(segment.slots(expand_ranges(starts, lengths)), dtype=np.int64)
+            starts = np.zeros(len(which), dtype=np.int64)          # where each candidate's rows begin in rows
             np.cumsum(lengths[:-1], out=starts[1:])
             scratch = self._scratch(len(which), len(query))
             norms = self._inverse_norms[s]
@@ -145,6 +139,19 @@ class CompiledSearch:
                              self._byte_table, norms, scratch, block)
             out[which] = block
         return out
+
+    def by_segment(self, positions: np.ndarray):
+        """For each segment holding some of `positions`: (segment number, which (indices into
+        positions), codes, residuals, starts and lengths of those documents' vectors (vector ids in
+        the segment), the Segment)."""
+        bases = self.store.segment_bases
+        segment_of = np.searchsorted(bases, positions, side="right") - 1
+        for s in np.unique(segment_of):
+            _, _, _, codes, residuals, doc_offsets, segment = self._segments[s]
+            which = np.flatnonzero(segment_of == s)
+            local = positions[which] - int(bases[s])
+            starts = doc_offsets[local]
+            yield int(s), which, codes, residuals, starts, doc_offsets[local + 1] - starts, segment
 
     def _scratch(self, n_docs: int, n_tokens: int) -> np.ndarray:
         """A (n_docs, 2, n_tokens) float32 workspace of this thread, grown when a query needs more."""

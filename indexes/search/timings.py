@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["Timings", "STAGES"]
+__all__ = ["Timings", "STAGES", "maybe"]
 
 STAGES = ("encoding", "first_stage", "rescoring", "dense", "lexical", "fusion")
 
