@@ -26,7 +26,9 @@ def _fingerprint(encoder: Encoder, documents: Sequence[Document], shard_size: in
     ids = hashlib.sha256("\n".join(d.id for d in documents).encode()).hexdigest()
     text = hashlib.sha256("\n".join(d.full_text for d in documents).encode()).hexdigest()
     # Only the settings that shape document vectors: query-side settings may change freely.
-    config = {k: v for k, v in encoder.config.to_dict().items() if k in ("doc_maxlen", "doc_marker", "skiplist")}
+    config = {k: v for k, v in encoder.config.to_dict().items()
+              if k in ("doc_maxlen", "doc_stride", "doc_marker", "skiplist")}
+    config["passages"] = list(encoder.passage_window)      # caches made before passages never match
     return {"encoder": encoder.name, "config": config, "dim": encoder.dim,
             "n_docs": len(documents), "doc_ids_sha256": ids, "text_sha256": text, "shard_size": shard_size}
 
@@ -40,7 +42,22 @@ def concat_embeddings(parts: Sequence[DocumentEmbeddings]) -> DocumentEmbeddings
         norms=np.concatenate([p.norms for p in parts]),
         seconds=sum(p.seconds for p in parts),
         n_input_tokens=sum(p.n_input_tokens for p in parts),
+        passage_lengths=np.concatenate([_passage_lengths(p) for p in parts]),
+        passages=np.concatenate([_passages(p) for p in parts]),
+        spans=np.concatenate([_spans(p) for p in parts]),
     )
+
+
+def _passages(e: DocumentEmbeddings) -> np.ndarray:
+    return np.ones(len(e.lengths), np.int64) if e.passages is None else e.passages
+
+
+def _passage_lengths(e: DocumentEmbeddings) -> np.ndarray:
+    return e.lengths if e.passage_lengths is None else e.passage_lengths
+
+
+def _spans(e: DocumentEmbeddings) -> np.ndarray:
+    return np.tile(np.array([0, -1], np.int64), (len(e.lengths), 1)) if e.spans is None else e.spans
 
 
 def encode_corpus_cached(encoder: Encoder, documents: Sequence[Document], cache_dir: str | Path, *,
@@ -71,9 +88,11 @@ def encode_corpus_cached(encoder: Encoder, documents: Sequence[Document], cache_
                                            show_progress=False)
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, vectors=emb.vectors, token_ids=emb.token_ids, lengths=emb.lengths, norms=emb.norms,
-                     seconds=emb.seconds, n_input_tokens=emb.n_input_tokens)
+                     seconds=emb.seconds, n_input_tokens=emb.n_input_tokens, passage_lengths=emb.passage_lengths,
+                     passages=emb.passages, spans=emb.spans)
             os.replace(tmp, path)
         with np.load(path) as z:
             parts.append(DocumentEmbeddings(z["vectors"], z["token_ids"], z["lengths"], z["norms"],
-                                            float(z["seconds"]), int(z["n_input_tokens"])))
+                                            float(z["seconds"]), int(z["n_input_tokens"]),
+                                            z["passage_lengths"], z["passages"], z["spans"]))
     return concat_embeddings(parts)

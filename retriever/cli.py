@@ -25,6 +25,11 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
     p.add_argument("--max-text-chars", type=int, default=None,
                    help="longest title or text accepted, in characters (default 100,000, as the server)")
+    p.add_argument("--passage-tokens", type=int, default=None, metavar="N",
+                   help="tokens per passage (special tokens included; default: the encoder's document length). "
+                        "A longer document is split into overlapping passages, none of its text dropped")
+    p.add_argument("--stride", type=int, default=None, metavar="N",
+                   help="text tokens between passage starts (default: four fifths of a passage)")
     p.add_argument("--force", action="store_true",
                    help="build into a folder that holds other files too (they are kept, never deleted)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -82,10 +87,11 @@ def run_index(args: argparse.Namespace) -> int:
     max_chars = MAX_TEXT_CHARS if args.max_text_chars is None else args.max_text_chars
     if max_chars < 1:
         raise ValueError(f"--max-text-chars must be at least 1, got {max_chars}")
+    encoder = load_encoder(args.model, device=args.device, runtime=args.runtime, **passage_overrides(args))
+    encoder.passage_window          # a window or stride that does not fit fails before the corpus is read
     documents = read_corpus(args.corpus, on_error="skip" if args.skip_invalid else "raise", max_text_chars=max_chars)
     if args.limit is not None:
         documents = documents[: args.limit]
-    encoder = load_encoder(args.model, device=args.device, runtime=args.runtime)
     index = Index.build(args.index, documents, encoder, recipe=args.recipe or DEFAULT_RECIPE,
                         batch_size=args.batch_size, cache_dir=args.cache, force=args.force, max_text_chars=max_chars,
                         shards=args.shards or 1, use_ray=args.ray is not None,
@@ -101,6 +107,16 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def passage_overrides(args: argparse.Namespace) -> dict:
+    """EncoderConfig overrides from --passage-tokens / --stride (none given: the encoder's own)."""
+    overrides = {}
+    if args.passage_tokens is not None:
+        overrides["doc_maxlen"] = args.passage_tokens
+    if args.stride is not None:
+        overrides["doc_stride"] = args.stride
+    return overrides
+
+
 def describe_build(index) -> str:
     """A few lines on what a build stored and what it cost."""
     m, enc, build = index.manifest, index.manifest["encoding"], index.build_stats or index.manifest["build"]
@@ -110,6 +126,9 @@ def describe_build(index) -> str:
     return "\n".join([
         f"indexed {len(index):,} documents in {index.directory} (recipe {m['recipe']}, {m['dim']}-dim, "
         f"{m['codec']['n_centroids']:,} centroids)",
+        f"passages: {build.get('n_split_documents', 0):,} documents longer than one passage "
+        f"({m['encoder']['config']['doc_maxlen']} tokens) split; {build.get('n_passages', len(index)):,} passages "
+        f"for {build.get('n_documents', len(index)):,} documents, no text dropped",
         f"vectors: {build['n_input_vectors']:,} from the encoder -> {build['n_stored_vectors']:,} stored "
         f"(removed: {removed})",
         f"encoding ({enc.get('runtime', '?')}): {enc['seconds']:.1f} s, {enc['tokens_per_second']:,.0f} tokens/s "
@@ -144,20 +163,29 @@ def run_search(args: argparse.Namespace) -> int:
     searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
                         hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
     document = index.document
-    results = searcher.search_batch(args.queries, k=args.k, filter=expr)
+    results = searcher.search_batch(args.queries, k=args.k, filter=expr, passages=True)
     for q, query in enumerate(args.queries):
         docs = [document(int(p)) for p in results.indices[q] if p >= 0]
         hits = [{"rank": r + 1, "id": doc["id"], "score": round(float(score), 4), "title": doc.get("title", ""),
-                 "text": doc.get("text", "")} for r, (doc, score) in enumerate(zip(docs, results.scores[q]))]
+                 "text": doc.get("text", ""), "passage": passage.to_dict()}
+                for r, (doc, score, passage) in enumerate(zip(docs, results.scores[q], results.passages[q]))]
         if args.json:
             print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
             continue
         print(f"query: {query}")
         for h in hits:
-            label = h["title"] or h["text"]
-            label = label if len(label) <= 90 else label[:87] + "..."
-            print(f"  {h['rank']:>3}. {h['score']:8.3f}  {h['id']:<12} {label}")
+            print(f"  {h['rank']:>3}. {h['score']:8.3f}  {h['id']:<12} {h['title']}".rstrip())
+            print(f"       {_snippet(h['passage'], len(h['text']))}")
     return 0
+
+
+def _snippet(passage: dict, text_length: int, width: int = 200) -> str:
+    """The best passage on one line: its first `width` characters, with its place in the document."""
+    text = " ".join(passage["text"].split())
+    text = text if len(text) <= width else text[:width - 3] + "..."
+    where = "" if passage["start"] == 0 and passage["end"] == text_length else \
+        f" [characters {passage['start']:,}-{passage['end']:,} of {text_length:,}]"
+    return text + where
 
 
 def _verify_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .embeddings import DocumentEmbeddings, per_document
+from .passages import FramedPassages, default_stride, frame_passages, special_frame
 from .runtime import make_runtime
 
 __all__ = ["EncoderConfig", "DocumentEmbeddings", "Encoder", "QueryTruncatedWarning"]
@@ -33,7 +35,9 @@ class EncoderConfig:
     """How a checkpoint frames queries and documents.
 
     query_maxlen / doc_maxlen count every token, special tokens and markers included.
-    Documents are truncated at doc_maxlen. Queries are never cut at query_maxlen: it is the
+    A document longer than doc_maxlen is never truncated: it is split into passages of
+    doc_maxlen tokens starting every doc_stride text tokens (None: four fifths of the window,
+    retriever/passages.py), each encoded on its own, so every token is encoded. Queries are never cut at query_maxlen: it is the
     length a short query is padded to ([MASK] augmentation) and the step by which a longer
     query's length is rounded up, so a query is encoded whole.
     query_max_tokens: a cap on query tokens (None: the model's own maximum). A query over the
@@ -49,6 +53,7 @@ class EncoderConfig:
 
     query_maxlen: int = 32
     doc_maxlen: int = 256
+    doc_stride: int | None = None
     query_marker: str | None = None
     doc_marker: str | None = None
     query_augment: bool = False
@@ -60,34 +65,6 @@ class EncoderConfig:
         d = dict(self.__dict__)
         d["skiplist"] = list(self.skiplist)
         return d
-
-
-@dataclass
-class DocumentEmbeddings:
-    """Token vectors of a batch of documents, concatenated.
-
-    vectors: (n_tokens, dim) float16, L2-normalised rows.
-    token_ids: (n_tokens,) int32, the vocabulary id each vector was produced for.
-    lengths: (n_docs,) int64, vectors per document, in input order; always >= 1.
-    norms: (n_tokens,) float16, each vector's norm before normalisation (a pruning signal).
-    seconds: wall time spent encoding; n_input_tokens: tokens fed to the model.
-    """
-
-    vectors: np.ndarray
-    token_ids: np.ndarray
-    lengths: np.ndarray
-    norms: np.ndarray
-    seconds: float = 0.0
-    n_input_tokens: int = 0
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """(n_docs + 1,) int64 start of each document's vectors, then the total."""
-        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.n_input_tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
 @dataclass
@@ -153,17 +130,25 @@ class Encoder:
                     ids.add(int(token_id))
         return np.array(sorted(ids), dtype=np.int64)
 
-    def _frame(self, texts: Sequence[str], maxlen: int, marker_id: int | None) -> list[list[int]]:
-        """Token ids of each text: special tokens, the marker after the first one, truncated."""
-        budget = maxlen - (marker_id is not None)
-        if budget < 3:
-            raise ValueError(f"{self.name}: maximum length {maxlen} leaves no room for text")
-        framed = self.tokenizer(list(texts), add_special_tokens=True, truncation=True,
-                                max_length=budget)["input_ids"]
-        if marker_id is not None:
-            for ids in framed:
-                ids.insert(1, marker_id)
-        return framed
+    @property
+    def passage_window(self) -> tuple[int, int]:
+        """(text tokens per passage, tokens between passage starts) for documents: doc_maxlen (at
+        most the model's maximum) less the special tokens and the marker, and doc_stride (default:
+        retriever.passages.default_stride)."""
+        special = sum(map(len, special_frame(self.tokenizer))) + (self._doc_marker_id is not None)
+        # A passage never holds more than the model can read (its position embeddings).
+        window = min(self.config.doc_maxlen, self._token_limit()) - special
+        if window < 1:
+            raise ValueError(f"{self.name}: document length {self.config.doc_maxlen} leaves no room for text")
+        stride = self.config.doc_stride or default_stride(window)
+        if not 1 <= stride <= window:
+            raise ValueError(f"{self.name}: doc_stride {stride} must lie in 1..{window} (the passage's text tokens)")
+        return window, stride
+
+    def frame_documents(self, texts: Sequence[str]) -> FramedPassages:
+        """Documents as passages of framed token ids (retriever/passages.py), none cut off."""
+        window, stride = self.passage_window
+        return frame_passages(self.tokenizer, texts, window, stride, self._doc_marker_id)
 
     # ---- forward -------------------------------------------------------------------------
 
@@ -187,8 +172,11 @@ class Encoder:
     def query_token_limit(self) -> int:
         """Most tokens a query may have: the user's cap (query_max_tokens), else the model's
         own maximum (the tokenizer's model_max_length, bounded by the position embeddings)."""
+        return self._token_limit(self.config.query_max_tokens)
+
+    def _token_limit(self, cap: int | None = None) -> int:
         limits = [getattr(self.model.config, "max_position_embeddings", None),
-                  getattr(self.tokenizer, "model_max_length", None), self.config.query_max_tokens]
+                  getattr(self.tokenizer, "model_max_length", None), cap]
         limits = [int(n) for n in limits if n is not None and 0 < n < 1_000_000]
         return min(limits) if limits else 512
 
@@ -296,11 +284,12 @@ class Encoder:
     def document_token_ids(self, documents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The token ids encode_documents keeps, without running the model: (ids (t,) int32,
         lengths (n,) int64), document after document (for collection statistics such as idf)."""
-        framed = self._frame(documents, self.config.doc_maxlen, self._doc_marker_id)
-        ids = [np.asarray(f, dtype=np.int64) for f in framed]
+        framed = self.frame_documents(documents)
+        ids = [np.asarray(f, dtype=np.int64) for f in framed.ids]
         kept = [x[~np.isin(x, self._skip_ids) & (x != self.tokenizer.pad_token_id)] for x in ids]
+        per_passage = np.array([len(x) for x in kept], dtype=np.int64)
         return (np.concatenate(kept).astype(np.int32) if kept else np.zeros(0, np.int32),
-                np.array([len(x) for x in kept], dtype=np.int64))
+                per_document(per_passage, framed.counts))
 
     def encode_documents(self, documents: Sequence[str], batch_size: int | None = None,
                          show_progress: bool = True) -> DocumentEmbeddings:
@@ -313,10 +302,11 @@ class Encoder:
         if isinstance(documents, str):
             raise TypeError("encode_documents takes a list of strings")
         started = time.perf_counter()
-        framed = self._frame(documents, self.config.doc_maxlen, self._doc_marker_id)
+        passages = self.frame_documents(documents)
+        framed = passages.ids                 # one model input per passage, document after document
         order = np.argsort([-len(ids) for ids in framed], kind="stable")
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []    # per batch, sorted order
-        bar = tqdm(total=len(framed), desc=f"encoding ({self.name})", unit="doc",
+        bar = tqdm(total=len(framed), desc=f"encoding ({self.name})", unit="passage",
                    disable=not show_progress)
         for start in range(0, len(order), batch_size):
             batch = [framed[i] for i in order[start : start + batch_size]]
@@ -331,9 +321,10 @@ class Encoder:
         bar.close()
         n_input = sum(map(len, framed))
         if not framed:
-            return DocumentEmbeddings(np.zeros((0, self.dim), np.float16), np.zeros(0, np.int32),
-                                      np.zeros(0, np.int64), np.zeros(0, np.float16),
-                                      time.perf_counter() - started, 0)
+            empty = np.zeros(0, np.int64)
+            return DocumentEmbeddings(np.zeros((0, self.dim), np.float16), np.zeros(0, np.int32), empty,
+                                      np.zeros(0, np.float16), time.perf_counter() - started, 0,
+                                      empty, empty, np.zeros((0, 2), np.int64))
         sorted_lengths = np.concatenate([p[3] for p in parts]).astype(np.int64)
         lengths = np.empty(len(framed), dtype=np.int64)
         lengths[order] = sorted_lengths
@@ -345,8 +336,12 @@ class Encoder:
         return DocumentEmbeddings(
             vectors=np.concatenate([p[0] for p in parts])[rows],
             token_ids=np.concatenate([p[1] for p in parts])[rows],
-            lengths=lengths,
+            lengths=per_document(lengths, passages.counts),
             norms=np.concatenate([p[2] for p in parts])[rows],
             seconds=time.perf_counter() - started,
             n_input_tokens=n_input,
+            passage_lengths=lengths,
+            passages=passages.counts,
+            spans=passages.spans,
         )
+

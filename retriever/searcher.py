@@ -8,13 +8,14 @@ from typing import Sequence
 import numpy as np
 
 from indexes.search.bm25 import LexicalQueries
+from indexes.search.passages import DEFAULT_AGGREGATION, check_aggregation
 from indexes.search.timings import Timings, maybe
 from indexes.names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_K, QUALITIES, QUERY_STAGES, TERM_STAGES
 
 from .encoder import Encoder
 from .queries import EncodedQueries, encode_queries
 
-__all__ = ["SearchResults", "Searcher", "PRESETS", "fusion_setting", "scaled_nprobe", "scaled_candidates", "MAX_K",
+__all__ = ["SearchResults", "Passage", "Searcher", "PRESETS", "fusion_setting", "scaled_nprobe", "scaled_candidates", "MAX_K",
            "combined_mask"]
 
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
@@ -65,10 +66,42 @@ class SearchResults:
     scores: np.ndarray
     indices: np.ndarray
     doc_ids: list[list[str]]
+    passages: list[list[Passage]] | None = None
 
     def hits(self, query: int = 0) -> list[tuple[str, float]]:
         """(doc_id, score) pairs of one query."""
         return list(zip(self.doc_ids[query], self.scores[query].tolist()))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """Where a hit matched best: characters [start, end) of the document's text, and that text.
+
+    A document shorter than the encoder's window is one passage (its whole text); a longer one
+    was encoded as overlapping passages, and this is the one that scored best for the query."""
+
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+def passages_of(index, positions: np.ndarray, spans: np.ndarray) -> list[list[Passage]]:
+    """The Passage of every result (padding left out): spans (n, k, 2) as Ranker.passage_spans gives."""
+    out = []
+    for row, row_spans in zip(np.asarray(positions).tolist(), np.asarray(spans).tolist()):
+        hits = []
+        for position, (start, end) in zip(row, row_spans):
+            if position < 0:
+                continue
+            text = index.document(position).get("text") or ""
+            end = len(text) if end < 0 else min(end, len(text))
+            start = min(max(start, 0), end)
+            hits.append(Passage(start, end, text[start:end]))
+        out.append(hits)
+    return out
 
 
 def combined_mask(index, allowed: np.ndarray | None, filter: dict | None, ids) -> np.ndarray | None:
@@ -117,6 +150,10 @@ class Searcher:
     "interpolate" with weight `alpha` on the dense side (default DEFAULT_ALPHA), "none" = dense
     only, "lexical" = BM25 only).
 
+    aggregation: how a document stored as several passages (longer than the encoder's window)
+    scores: "maxp" its best passage (the default), "sum2" its two best added, "union" MaxSim
+    over all its vectors (indexes/search/passages.py). Every hit carries its best passage.
+
     A search turns strings into arrays here, and the index's engine (indexes/search/ranker.py) does
     the rest: dense, lexical and fusion, returning positions, then their ids.
     """
@@ -125,9 +162,11 @@ class Searcher:
                  quality: str = "balanced", nprobe: int | None = None, k_prime: int | None = None,
                  n_candidates: int | None = None, device=None,
                  hybrid: bool | None = None, fusion: str | None = None, alpha: float | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", aggregation: str = DEFAULT_AGGREGATION):
         from indexes.search.engine import BACKENDS
         from indexes.search.maxsim import pick_device
+
+        self.aggregation = check_aggregation(aggregation)
 
         if quality not in PRESETS:
             raise ValueError(f"quality must be one of {sorted(PRESETS)}, got {quality!r}")
@@ -174,21 +213,25 @@ class Searcher:
             n_candidates = (scaled_candidates(self.n_candidates, centroids) if self._scale_candidates
                             else self.n_candidates)
             self._ranker = self.index.engine(nprobe=nprobe, n_candidates=n_candidates, k_prime=self.k_prime,
-                                             device=self.device, backend=self.backend)
+                                             device=self.device, backend=self.backend,
+                                             aggregation=self.aggregation)
             self._snapshot = snapshot
         return self._ranker
 
     def search(self, query: str, k: int = 10, *, filter: dict | None = None,
-               ids: Sequence[str] | None = None, timings: Timings | None = None) -> SearchResults:
-        """Top-k documents for one query (a SearchResults with one row); filter / ids / timings as in search_batch."""
+               ids: Sequence[str] | None = None, timings: Timings | None = None,
+               passages: bool = True) -> SearchResults:
+        """Top-k documents for one query (a SearchResults with one row); filter / ids / timings /
+        passages as in search_batch."""
         if not isinstance(query, str):
             raise TypeError("search takes one query string; use search_batch for several")
-        return self.search_batch([query], k=k, filter=filter, ids=ids, timings=timings)
+        return self.search_batch([query], k=k, filter=filter, ids=ids, timings=timings, passages=passages)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray | EncodedQueries, k: int = 10,
                      term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None,
                      texts: Sequence[str] | None = None, *, filter: dict | None = None,
-                     ids: Sequence[str] | None = None, timings: Timings | None = None) -> SearchResults:
+                     ids: Sequence[str] | None = None, timings: Timings | None = None,
+                     passages: bool = False) -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, EncodedQueries (retriever.queries.encode_queries), or pre-encoded
@@ -204,6 +247,8 @@ class Searcher:
         allowed: the same as a (n_positions,) bool mask over this snapshot's positions (for
         callers that already hold one, such as the server's cache; positions change with compaction).
         timings: an indexes.search.timings.Timings that receives the seconds of each stage.
+        passages: also find each hit's best passage (SearchResults.passages; costs one more
+        scoring of the hits stored as several passages, and reading the hits' texts).
         """
         self.index.check_intact()         # a background verification that found damage raises
         if not 1 <= k <= MAX_K:
@@ -223,7 +268,11 @@ class Searcher:
         scores, positions = ranker.search(
             queries, k, first_stage=self.engine, fusion=fusion, alpha=self.alpha, lexical=lexical,
             allowed=combined_mask(self.index, allowed, filter, ids), term_ids=term_ids, timings=timings)
-        return SearchResults(scores=scores, indices=positions, doc_ids=ranker.doc_ids(positions))
+        found = None
+        if passages:
+            with maybe(timings, "passages"):
+                found = passages_of(self.index, positions, ranker.passage_spans(queries, positions))
+        return SearchResults(scores=scores, indices=positions, doc_ids=ranker.doc_ids(positions), passages=found)
 
     def _fusion_for(self, texts, n_queries: int, ranker) -> str:
         """The fusion one call runs: the one set, else hybrid if the texts are known and every

@@ -25,6 +25,7 @@ from indexes.storage.sharded import commit_shards, new_shard_names
 
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
+from .passages import text_spans
 
 __all__ = ["build_sharded", "shard_ranges", "SAMPLE_DOCS"]
 
@@ -39,11 +40,12 @@ def shard_ranges(n_docs: int, n_shards: int) -> list[range]:
     return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _rows(embeddings: DocumentEmbeddings, docs: np.ndarray) -> TokenBatch:
-    off = embeddings.offsets
-    rows = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs]) if len(docs) else np.zeros(0, np.int64)
-    return TokenBatch(embeddings.vectors[rows], embeddings.token_ids[rows], embeddings.lengths[docs],
-                      embeddings.norms[rows])
+def _rows(embeddings: DocumentEmbeddings, docs: np.ndarray, documents: Sequence[Document]) -> TokenBatch:
+    """The TokenBatch of documents `docs` (indices into `documents`), passage spans in their texts."""
+    batch = embeddings.to_batch(np.asarray(docs, dtype=np.int64))
+    if batch.spans is not None:
+        batch.spans = text_spans([documents[d] for d in np.asarray(docs).tolist()], batch.spans, batch.passages)
+    return batch
 
 
 def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.ndarray, recipe: str,
@@ -59,8 +61,9 @@ def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.nda
         faults.restore(crash)
     encoder = encoder_from_spec(spec, device="cpu" if batch is not None else None)
     if batch is None:
-        e = encoder.encode_documents([Document(**d).full_text for d in documents], show_progress=False)
-        batch = TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms)
+        docs = [Document(**d) for d in documents]
+        e = encoder.encode_documents([d.full_text for d in docs], show_progress=False)
+        batch = _rows(e, np.arange(len(docs)), docs)
         encoding = {"runtime": encoder.runtime, "seconds": round(e.seconds, 3), "input_tokens": e.n_input_tokens,
                     "tokens_per_second": round(e.tokens_per_second, 1)}
     faults.point("shard:encoded")
@@ -91,12 +94,12 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
     sample = np.sort(rng.permutation(len(documents))[:SAMPLE_DOCS])
     if embeddings is not None:
         idf = idf_from_token_ids(embeddings.token_ids, embeddings.lengths, vocab_size)
-        sample_batch = _rows(embeddings, sample)
+        sample_batch = _rows(embeddings, sample, documents)
     else:
         ids, lengths = encoder.document_token_ids([d.full_text for d in documents])
         idf = idf_from_token_ids(ids, lengths, vocab_size)
         e = encoder.encode_documents([documents[d].full_text for d in sample], show_progress=False)
-        sample_batch = TokenBatch(e.vectors, e.token_ids, e.lengths, e.norms)
+        sample_batch = e.to_batch()
     codec = fit_codec(sample_batch, recipe, collection_docs=len(documents), idf=idf, seed=seed,
                       stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist))
     plan_seconds = time.perf_counter() - started
@@ -111,7 +114,8 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
 
     names = new_shard_names(n_shards)
     jobs = [(str(directory / name), [d.to_dict() for d in documents[r.start:r.stop]], spec, codec, idf, str(recipe),
-             None if embeddings is None else _rows(embeddings, np.arange(r.start, r.stop)), encoding_of(r),
+             None if embeddings is None else _rows(embeddings, np.arange(r.start, r.stop), documents),
+             encoding_of(r),
              faults.current()) for name, r in zip(names, ranges)]
     if use_ray:
         import ray

@@ -145,10 +145,24 @@ def test_punctuation_is_skipped_in_documents_only(colbert_ai_checkpoint):
     assert tok.convert_tokens_to_ids(",") in ids[0][keep[0].bool()].tolist()
 
 
-def test_document_truncated_to_doc_maxlen(colbert_ai_checkpoint):
+def test_long_document_split_into_passages_none_dropped(colbert_ai_checkpoint):
+    # doc_maxlen 20 with [CLS], marker and [SEP]: 17 text tokens a passage, a stride of 14.
     enc = load_encoder(colbert_ai_checkpoint[0], device="cpu")
-    docs = enc.encode_documents([" ".join(["dog"] * 100)], show_progress=False)
-    assert docs.lengths.tolist() == [20]
+    words = [f"w{i}" for i in range(100)]
+    text = " ".join(words)
+    docs = enc.encode_documents([text, "short one"], show_progress=False)
+    assert enc.passage_window == (17, 14)
+    n_text = len(enc.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert docs.passages.tolist() == [-(-(n_text - 17) // 14) + 1, 1]
+    assert docs.passage_lengths.tolist()[:-1] == [20] * docs.passages[0]      # every passage full-length
+    assert docs.lengths.tolist() == [20 * docs.passages[0], docs.passage_lengths[-1]]
+    # Every text token is encoded in some passage, and each span is that passage's text.
+    kept = set(docs.token_ids.tolist())
+    assert set(enc.tokenizer(text, add_special_tokens=False)["input_ids"]) <= kept
+    first, last = docs.spans[0], docs.spans[docs.passages[0] - 1]
+    assert first[0] == 0 and last[1] == len(text)
+    assert text[first[0]:first[1]].split()[0] == "w0" and text[last[0]:last[1]].split()[-1] == "w99"
+    assert docs.spans[-1].tolist() == [0, len("short one")]
 
 
 def test_batches_sorted_by_length_return_input_order(pylate_checkpoint):

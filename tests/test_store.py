@@ -173,7 +173,7 @@ def test_codes_made_for_another_codec_are_refused(tmp_path):
     make_index(tmp_path)
     store = IndexStore.open(tmp_path)
     batch = synthetic_batch(n_docs=3, seed=9)
-    arrays = _segment_arrays(store.codec, _reduce(batch, Recipe.parse("res2"), store.idf, None, 0), 500)
+    arrays = _segment_arrays(store.codec, _reduce(batch, Recipe.parse("res2"), store.idf, None, 0), batch, 500)
     name = store.manifest["codec"]["name"]
     make_index(tmp_path, seed=4, prefix="r")     # a rebuild lands between coding and appending
     with pytest.raises(ValueError, match="codec changed"):

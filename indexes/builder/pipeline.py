@@ -3,6 +3,10 @@
 Input is what an encoder produced for a list of documents, concatenated:
 vectors (n_tokens, dim) float16 unit rows, token_ids (n_tokens,) int32,
 lengths (n_docs,) int64 and optional norms (n_tokens,) (needed by the `norm` rule).
+A document longer than the encoder's window comes as several passages: passage_lengths
+(n_passages,) int64 vectors per passage, passages (n_docs,) int64 passages per document and
+spans (n_passages, 2) int64 their character offsets; reduction runs per passage (a pooled vector
+never mixes two passages) and the segment keeps the passage map (docs/index-format.md).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class TokenBatch:
     token_ids: np.ndarray
     lengths: np.ndarray
     norms: np.ndarray | None = None
+    passage_lengths: np.ndarray | None = None
+    passages: np.ndarray | None = None
+    spans: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = int(np.sum(self.lengths))
@@ -42,21 +49,39 @@ class TokenBatch:
                              f"sum(lengths) = {n} rows")
         if len(self.lengths) and int(np.min(self.lengths)) < 1:
             raise ValueError("every document needs at least one vector")
+        if self.passage_lengths is None:          # one passage per document, spanning it
+            self.passage_lengths = np.asarray(self.lengths, dtype=np.int64)
+            self.passages = np.ones(len(self.lengths), dtype=np.int64)
+            self.spans = None
+        self.passage_lengths = np.asarray(self.passage_lengths, dtype=np.int64)
+        self.passages = np.asarray(self.passages, dtype=np.int64)
+        if len(self.passages) != len(self.lengths) or int(self.passages.sum()) != len(self.passage_lengths) \
+                or (len(self.passages) and int(self.passages.min()) < 1) \
+                or int(self.passage_lengths.sum()) != n \
+                or (self.spans is not None and np.shape(self.spans) != (len(self.passage_lengths), 2)):
+            raise ValueError("passages: each document needs >= 1 passage, passage_lengths must sum to the vectors "
+                             "and spans hold one (start, end) row per passage")
+
+    @property
+    def n_split(self) -> int:
+        """Documents that came as more than one passage."""
+        return int((self.passages > 1).sum())
 
 
 def _reduce(batch: TokenBatch, recipe: Recipe, idf, stopword_ids, seed: int) -> Reduced:
-    return reduce_tokens(batch.vectors, batch.token_ids, batch.lengths, rules=recipe.prune,
+    """The batch reduced passage by passage (Reduced.lengths: vectors per passage)."""
+    return reduce_tokens(batch.vectors, batch.token_ids, batch.passage_lengths, rules=recipe.prune,
                          pool_factor=recipe.pool_factor, pool_method=recipe.pool_method,
                          stopword_ids=stopword_ids, idf=idf, norms=batch.norms, seed=seed,
                          min_cosine=recipe.merge_cosine / 100 if recipe.pool_method == "threshold" else 1.0,
                          min_vectors=recipe.min_vectors)
 
 
-def _segment_arrays(codec: ResidualCodec, reduced: Reduced, vocab_size: int) -> SegmentArrays:
+def _segment_arrays(codec: ResidualCodec, reduced: Reduced, batch: TokenBatch, vocab_size: int) -> SegmentArrays:
     codes, residuals = codec.compress(reduced.vectors)
     return SegmentArrays.assemble(codes, residuals, reduced.lengths, np.diff(reduced.member_offsets),
                                   reduced.member_token_ids.astype(_id_dtype(vocab_size)), codec.n_centroids,
-                                  vocab_size)
+                                  vocab_size, passages=batch.passages, spans=batch.spans)
 
 
 def _id_dtype(vocab_size: int) -> np.dtype:
@@ -111,11 +136,13 @@ def build_index(directory, batch: TokenBatch, documents: list[dict], *, recipe: 
     timings["codec_fit_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    arrays = _segment_arrays(codec, reduced, vocab_size)
+    arrays = _segment_arrays(codec, reduced, batch, vocab_size)
     timings["compress_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
     stats = {"n_input_vectors": int(len(batch.vectors)), "n_stored_vectors": int(len(reduced.vectors)),
+             "n_documents": len(batch.lengths), "n_passages": len(batch.passage_lengths),
+             "n_split_documents": batch.n_split,
              "removed": reduced.removed, **{k: round(v, 3) for k, v in timings.items()}}
     manifest = create_index(directory, codec, {"idf": idf, "stopword_ids": stopword_ids}, arrays, documents,
                             {**info, "recipe": str(recipe), "dim": codec.dim, "vocab_size": vocab_size,
@@ -134,7 +161,7 @@ def add_to_index(directory, batch: TokenBatch, documents: list[dict], *, upsert:
 
     def code(store: IndexStore) -> SegmentArrays:
         reduced = _reduce(batch, Recipe.parse(store.manifest["recipe"]), store.idf, store.stopword_ids, seed)
-        return _segment_arrays(store.codec, reduced, store.manifest["vocab_size"])
+        return _segment_arrays(store.codec, reduced, batch, store.manifest["vocab_size"])
 
     return append_segment(directory, code, documents, upsert=upsert, lock_timeout=lock_timeout)
 
@@ -151,7 +178,8 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
     # Compaction copies every stored byte into a new segment with a fresh checksum: verify first,
     # so that bytes which rotted since the index was opened are refused, never re-signed.
     require_intact(directory, store.manifest, "retrain" if retrain else "compact")
-    parts = {k: [] for k in ("codes", "residuals", "lengths", "member_counts", "member_token_ids")}
+    parts = {k: [] for k in ("codes", "residuals", "lengths", "member_counts", "member_token_ids", "passages",
+                             "spans")}
     documents, sources = [], []
     base = 0
     for segment in tqdm(store.segments, desc="compacting", disable=not show_progress):
@@ -163,7 +191,10 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
         member_alive = np.repeat(vector_alive, np.asarray(segment.member_counts, dtype=np.int64))
         parts["codes"].append(segment.vector_codes(np.flatnonzero(vector_alive)))
         parts["residuals"].append(segment.vector_residuals(np.flatnonzero(vector_alive)))
-        parts["lengths"].append(doc_lengths[alive])
+        _, passage_lengths, passages = segment.passages_of(np.flatnonzero(alive))
+        parts["lengths"].append(passage_lengths)
+        parts["passages"].append(passages)
+        parts["spans"].append(_kept_spans(segment, alive))
         parts["member_counts"].append(np.asarray(segment.member_counts)[vector_alive])
         parts["member_token_ids"].append(np.asarray(segment.member_token_ids)[member_alive])
         documents += [d for d, a in zip(segment.documents, alive) if a]
@@ -180,12 +211,22 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
                                   n_centroids=Recipe.parse(store.manifest["recipe"]).n_centroids)
         codec.projection = store.codec.projection
         codes, residuals = codec.compress(vectors, already_projected=True)
+    split = any(s.doc_passages is not None for s in store.segments)
     arrays = SegmentArrays.assemble(codes, residuals, joined["lengths"], joined["member_counts"],
                                     joined["member_token_ids"], (codec or store.codec).n_centroids,
-                                    store.manifest["vocab_size"])
+                                    store.manifest["vocab_size"], passages=joined["passages"],
+                                    spans=joined["spans"] if split else None)
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
                          expected_generation=store.manifest["generation"], sources=sources, lock_timeout=lock_timeout)
+
+
+def _kept_spans(segment, alive: np.ndarray) -> np.ndarray:
+    """(kept passages, 2) int64 character spans of the live documents' passages ((0, -1): whole text)."""
+    if segment.doc_passages is None:
+        return np.tile(np.array([0, -1], dtype=np.int64), (int(alive.sum()), 1))
+    keep = np.repeat(alive, np.diff(np.asarray(segment.doc_passages)))
+    return np.asarray(segment.passage_spans, dtype=np.int64)[keep]
 
 
 def growth(store: IndexStore) -> dict:

@@ -15,6 +15,7 @@ import torch
 from indexes.search import kernels
 from indexes.search.code_maxsim import maxsim_codes, maxsim_codes_parallel, rescoring_tables
 from indexes.positions import expand_ranges
+from indexes.search.passages import DEFAULT_AGGREGATION, aggregate
 from indexes.storage.store import IndexStore
 
 __all__ = ["supports", "CompiledSearch"]
@@ -112,24 +113,33 @@ class CompiledSearch:
         return docs[:n], top_scores[:n] + np.float32(missing.sum())
 
     def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1,
-                centroid_scores: np.ndarray | None = None) -> np.ndarray:
+                centroid_scores: np.ndarray | None = None, aggregation: str = DEFAULT_AGGREGATION,
+                best: np.ndarray | None = None) -> np.ndarray:
         """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`,
-        scored from their stored codes (indexes/search/code_maxsim.py); threads > 1 splits the
-        candidates over numba's parallel loop (never called from several threads at once: some
-        numba threading layers do not allow it). centroid_scores: as in `candidates`."""
+        scored from their stored codes (indexes/search/code_maxsim.py) passage by passage and
+        aggregated per document (indexes/search/passages.py); threads > 1 splits the passages over
+        numba's parallel loop (never called from several threads at once: some numba threading
+        layers do not allow it). centroid_scores: as in `candidates`; best: a (c,) int64 array
+        that receives each document's best passage number (0 for "union")."""
         query = np.ascontiguousarray(query, dtype=np.float32)
         positions = np.asarray(positions, dtype=np.int64)
         scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
         scores_t = np.ascontiguousarray(scores.T)                                   # (C, T)
         tables = rescoring_tables(self.store.codec, query)                         # (n_bytes * 256, T)
         out = np.zeros(len(positions), dtype=np.float32)
+        if best is not None:
+            best[:] = 0
         for s, which, codes, residuals, starts, lengths, segment in self.by_segment(positions):
+            counts = None
+            if aggregation != "union" and segment.doc_passages is not None:
+                starts, lengths, counts = segment.passages_of(positions[which] - int(self.store.segment_bases[s]))
             rows = np.asarray(segment.slots(expand_ranges(starts, lengths)), dtype=np.int64)
-            starts = np.zeros(len(which), dtype=np.int64)          # where each candidate's rows begin in rows
+            n_units = len(lengths)
+            starts = np.zeros(n_units, dtype=np.int64)          # where each unit's rows begin in rows
             np.cumsum(lengths[:-1], out=starts[1:])
-            scratch = self._scratch(len(which), len(query))
+            scratch = self._scratch(n_units, len(query))
             norms = self._inverse_norms[s]
-            block = np.empty(len(which), dtype=np.float32)
+            block = np.empty(n_units, dtype=np.float32)
             if threads > 1:
                 kernels.nb.set_num_threads(min(threads, kernels.nb.config.NUMBA_NUM_THREADS))   # this thread only
                 maxsim_codes_parallel(rows, starts, lengths, codes, residuals, scores_t, tables, self._centroids,
@@ -137,6 +147,10 @@ class CompiledSearch:
             else:
                 maxsim_codes(rows, starts, lengths, codes, residuals, scores_t, tables, self._centroids,
                              self._byte_table, norms, scratch, block)
+            if counts is not None:
+                block, numbers = aggregate(block, counts, aggregation)
+                if best is not None:
+                    best[which] = numbers
             out[which] = block
         return out
 

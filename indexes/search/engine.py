@@ -28,7 +28,9 @@ import torch
 
 from indexes.search import compiled
 from indexes.search.bm25 import LexicalQueries, LexicalStats, store_bm25, store_lexical_stats
-from indexes.search.maxsim import pick_device, search_blocks
+from indexes.positions import expand_ranges
+from indexes.search.maxsim import maxsim_scores, pick_device, search_blocks
+from indexes.search.passages import DEFAULT_AGGREGATION, check_aggregation
 from indexes.names import FIRST_STAGES
 from indexes.search.ranker import Ranker
 from indexes.search.timings import Timings
@@ -94,9 +96,11 @@ class Engine(Ranker):
     """Search settings and workspaces for one index snapshot (see the module docstring)."""
 
     def __init__(self, store: IndexStore, *, nprobe: int = 8, n_candidates: int = 64, k_prime: int | None = None,
-                 device: str | torch.device | None = None, backend: str = "auto"):
+                 device: str | torch.device | None = None, backend: str = "auto",
+                 aggregation: str = DEFAULT_AGGREGATION):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.aggregation = check_aggregation(aggregation)
         self.store, self.nprobe, self.n_candidates, self.k_prime = store, nprobe, n_candidates, k_prime
         self.device = pick_device(device)
         self.backend = backend
@@ -199,10 +203,50 @@ class Engine(Ranker):
                                          term_ids=None if term_ids is None else np.asarray(term_ids)[real])
 
     def rescore(self, query: torch.Tensor, positions: np.ndarray, threads: int = 1,
-                centroid_scores: np.ndarray | None = None) -> np.ndarray:
-        """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`
-        (centroid_scores: the query's (T, C) scores against the centroids, when already known)."""
+                centroid_scores: np.ndarray | None = None, best: np.ndarray | None = None) -> np.ndarray:
+        """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`, each
+        document scored from its passages by the engine's aggregation (centroid_scores: the query's
+        (T, C) scores against the centroids, when already known; best: (c,) int64 that receives
+        each document's best passage number)."""
         fast = self.compiled_path(query.device)
         if fast is not None:
-            return fast.rescore(query.numpy(), positions, threads, centroid_scores=centroid_scores)
-        return rescore(self.store, query[None], positions)[0].cpu().numpy()
+            return fast.rescore(query.numpy(), positions, threads, centroid_scores=centroid_scores,
+                                aggregation=self.aggregation, best=best)
+        if best is not None:         # the reference path ranks by its own scores; passages come from the codes
+            self.store_passages(query, positions, best)
+        return rescore(self.store, query[None], positions, self.aggregation)[0].cpu().numpy()
+
+    def store_passages(self, query: torch.Tensor, positions: np.ndarray, best: np.ndarray) -> None:
+        """best[j] = the number of the best passage (by exact MaxSim) of the document at positions[j]."""
+        best[:] = 0
+        for j, position in enumerate(np.asarray(positions).tolist()):
+            segment, local = self.store.locate(position)
+            starts, lengths, counts = segment.passages_of(np.array([local]))
+            if counts[0] > 1:
+                rows = expand_ranges(starts, lengths)
+                vectors = self.store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
+                                                      query.device)
+                units = maxsim_scores(query[None], vectors, torch.as_tensor(lengths, device=query.device))[0]
+                best[j] = int(torch.argmax(units))
+
+    def passage_spans(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(n, k, 2) int64 [start, end) characters of the best passage of each result (a document's
+        text; end -1: to its end; -1 rows for padding), for queries (n, L, dim) and positions (n, k)
+        as `search` returned them. Only documents stored as several passages are scored again."""
+        n_q, q_len, dim = queries.shape
+        positions = np.asarray(positions, dtype=np.int64)
+        spans = np.full((*positions.shape, 2), -1, dtype=np.int64)
+        spans[positions >= 0] = (0, -1)
+        projected = self.store.codec.project(queries.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
+        for i in range(n_q):
+            columns = np.flatnonzero(positions[i] >= 0)
+            split = columns[self.store.passage_counts(positions[i, columns]) > 1]
+            if not len(split):
+                continue
+            real = projected[i][np.linalg.norm(projected[i], axis=1) > 0]
+            best = np.zeros(len(split), dtype=np.int64)
+            self.rescore(torch.as_tensor(real, device=self.device), positions[i, split], best=best)
+            for column, number in zip(split.tolist(), best.tolist()):
+                segment, local = self.store.locate(int(positions[i, column]))
+                spans[i, column] = segment.passage_span(local, number)
+        return spans

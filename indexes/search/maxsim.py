@@ -23,18 +23,25 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.Tensor,
+                  passages: torch.Tensor | None = None) -> torch.Tensor:
     """MaxSim of every query against every document of one block.
 
     queries: (n_queries, q_len, dim) float32; zero rows add 0 to every score.
     vectors: (n_vectors, dim) any float dtype, the documents' vectors back to back.
-    lengths: (n_docs,) int64, vectors per document, each >= 1, summing to n_vectors.
+    lengths: (n_units,) int64, vectors per unit, each >= 1, summing to n_vectors: a unit is a
+    document, or with `passages` a passage.
+    passages: (n_docs,) int64 passages per document, each >= 1, summing to n_units: a document
+    scores as its best passage (MaxP). None: every unit is a document.
     Returns (n_queries, n_docs) float32.
     """
     n_q, q_len, dim = queries.shape
     sims = vectors.float() @ queries.reshape(n_q * q_len, dim).T           # (n_vectors, n_q*q_len)
-    best = torch.segment_reduce(sims, "max", lengths=lengths, axis=0)      # (n_docs, n_q*q_len)
-    return best.reshape(-1, n_q, q_len).sum(dim=2).T.contiguous()
+    best = torch.segment_reduce(sims, "max", lengths=lengths, axis=0)      # (n_units, n_q*q_len)
+    units = best.reshape(-1, n_q, q_len).sum(dim=2)                        # (n_units, n_q)
+    if passages is not None and len(passages) != len(lengths):
+        units = torch.segment_reduce(units, "max", lengths=passages, axis=0)
+    return units.T.contiguous()
 
 
 def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 16384):
@@ -70,7 +77,9 @@ def search_blocks(queries: np.ndarray, blocks, n_docs: int, k: int = 10, *, dim:
 
     queries: (n_queries, q_len, dim) float32.
     blocks: callable(device) yielding (first_doc, lengths (b,) int64, vectors (sum(lengths), dim))
-    for consecutive documents covering 0..n_docs-1; called once per query batch.
+    for consecutive documents covering 0..n_docs-1, or (first_doc, lengths per passage, vectors,
+    passages (b,) per document) where documents are split into passages (scored by the best);
+    called once per query batch.
     alive: optional (n_docs,) bool; False documents are never returned.
     Returns (scores (n_queries, k) float32, doc positions (n_queries, k) int64), best first,
     padded with -inf / -1 when fewer than k documents exist.
@@ -95,9 +104,10 @@ def _search_batch(q: torch.Tensor, blocks, k: int, dead: torch.Tensor | None) ->
     device, n_q = q.device, q.shape[0]
     top_scores = torch.full((n_q, k), -torch.inf, device=device)
     top_ids = torch.full((n_q, k), -1, dtype=torch.long, device=device)
-    for first, lengths, vectors in blocks(device):
-        end = first + len(lengths)
-        scores = maxsim_scores(q, vectors, lengths)                          # (n_q, end - first)
+    for first, lengths, vectors, *passages in blocks(device):
+        passages = passages[0] if passages else None
+        end = first + len(lengths if passages is None else passages)
+        scores = maxsim_scores(q, vectors, lengths, passages)                # (n_q, end - first)
         if dead is not None:
             scores[:, dead[first:end]] = -torch.inf
         ids = torch.arange(first, end, device=device).expand(n_q, -1)

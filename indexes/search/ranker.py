@@ -11,6 +11,7 @@ and a set of shards (`indexes.search.shardset.ShardSet`) is how its four parts a
     lexical_stats(lexical)            BM25 collection statistics of the batch's terms
     bm25(lexical, depth, allowed, stats)   top-depth BM25 (scores, positions) under those statistics
     doc_ids(positions)                the document id of every position (padding left out)
+    passage_spans(queries, positions) the characters of each result's best passage
 
 Shapes: queries (n, L, dim) float32 (zero rows: padding); scores (n, depth) float32 best first,
 padded with -inf; positions (n, depth) int64, padded with -1; allowed (n_positions,) bool.
@@ -68,6 +69,11 @@ class Ranker:
         raise NotImplementedError
 
     def doc_ids(self, positions: np.ndarray) -> list[list[str]]:
+        raise NotImplementedError
+
+    def passage_spans(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(n, k, 2) int64 [start, end) characters of each result's best passage in its document's
+        text (end -1: to the end; -1 for padding)."""
         raise NotImplementedError
 
     def search(self, queries: np.ndarray, k: int = 10, *, first_stage: str = "token", fusion: str = "none",

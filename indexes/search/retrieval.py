@@ -182,27 +182,34 @@ def rank_documents(tok: torch.Tensor, docs: torch.Tensor, scores: torch.Tensor, 
     return unique_docs[top_idx].cpu().numpy(), top_scores.cpu().numpy().astype(np.float32)
 
 
-def rescore(store: IndexStore, queries: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
-    """Exact MaxSim of queries (n_queries, q_len, dim) against documents at `positions` (c,).
+def rescore(store: IndexStore, queries: torch.Tensor, positions: np.ndarray,
+            aggregation: str = "maxp") -> torch.Tensor:
+    """Exact MaxSim of queries (n_queries, q_len, dim) against documents at `positions` (c,),
+    passage by passage, a document scored by its best passage ("maxp") or over all its vectors
+    ("union"; indexes/search/passages.py).
 
     Returns (n_queries, c) float32 on the queries' device.
     """
     device = queries.device
     if len(positions) == 0:
         return torch.zeros((queries.shape[0], 0), device=device)
-    vectors, lengths = [], []
+    if aggregation not in ("maxp", "union"):
+        raise ValueError(f"the reference rescoring aggregates by 'maxp' or 'union', got {aggregation!r}")
+    vectors, lengths, passages = [], [], []
     segment_of = np.searchsorted(store.segment_bases, positions, side="right") - 1
     order = np.argsort(segment_of, kind="stable")
     for s in np.unique(segment_of):
         segment = store.segments[s]
         local = positions[segment_of == s] - int(store.segment_bases[s])
-        offsets = np.asarray(segment.doc_offsets)
-        starts, doc_lengths = offsets[local], offsets[local + 1] - offsets[local]
-        rows = expand_ranges(starts, doc_lengths)
-        vectors.append(store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
-                                              device))
-        lengths.append(doc_lengths)
-    scores = maxsim_scores(queries, torch.cat(vectors), torch.from_numpy(np.concatenate(lengths)).to(device))
+        starts, unit_lengths, counts = segment.passages_of(local)
+        rows = expand_ranges(starts, unit_lengths)
+        vectors.append(store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows), device))
+        if aggregation == "union":
+            unit_lengths, counts = np.add.reduceat(unit_lengths, np.cumsum(counts) - counts), np.ones_like(counts)
+        lengths.append(unit_lengths)
+        passages.append(counts)
+    scores = maxsim_scores(queries, torch.cat(vectors), torch.from_numpy(np.concatenate(lengths)).to(device),
+                           torch.from_numpy(np.concatenate(passages)).to(device))
     # Undo the grouping by segment so columns follow `positions`.
     out = torch.empty_like(scores)
     out[:, torch.from_numpy(order).to(device)] = scores

@@ -134,3 +134,13 @@ class ShardSet(Ranker):
                 flat[h] = ids[0]
         grid = flat.reshape(positions.shape)
         return [grid[q][positions[q] >= 0].tolist() for q in range(len(positions))]
+
+    def passage_spans(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        shard, local = self.locate(positions)
+        parts = self.executor.call("passage_spans", [(queries, np.where(shard == i, local, -1))
+                                                     for i in range(self.n_shards)])
+        spans = np.full((*positions.shape, 2), -1, dtype=np.int64)
+        for i, part in enumerate(parts):
+            spans[shard == i] = part[shard == i]
+        return spans

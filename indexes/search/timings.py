@@ -20,7 +20,7 @@ from typing import Iterator
 
 __all__ = ["Timings", "STAGES", "maybe"]
 
-STAGES = ("encoding", "first_stage", "rescoring", "dense", "lexical", "fusion")
+STAGES = ("encoding", "first_stage", "rescoring", "dense", "lexical", "fusion", "passages")
 
 
 class Timings(dict):

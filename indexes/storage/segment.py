@@ -14,6 +14,11 @@ Files (docs/index-format.md is the reference):
     ivf_vector_ids.npy    (m,) uint32            vector ids (within the segment) sorted by centroid
     vocab_offsets.npy     (vocab_size + 1,) int64  term t's list is vocab_vector_ids[off[t]:off[t+1]]
     vocab_vector_ids.npy  (n_pairs,) uint32      vector ids standing for each term (format v2+)
+    passage_offsets.npy   (n_passages + 1,) int64  passage p owns stored vectors [off[p], off[p+1]) (format v6+;
+                          absent: one passage per document)
+    doc_passages.npy      (n_docs + 1,) int64    document d owns passages [off[d], off[d+1])
+    passage_spans.npy     (n_passages, 2) int64  [start, end) characters of each passage in its document's
+                          text (end -1: to the end of the text)
     lex_*.npy             BM25 lists of the documents' words (format v3+; indexes/storage/lexical_lists.py)
     documents.jsonl       n_docs lines {"id", "title", "text", "metadata"}
     doc_lines.npy, id_hashes.npy, id_order.npy   its line offsets and id hash index (format v5+; indexes/storage/doctable.py)
@@ -31,6 +36,7 @@ import numpy as np
 
 from indexes import faults
 from indexes.storage.doctable import TABLE_FILES, DocumentTable, table_arrays
+from indexes.positions import expand_ranges
 from indexes.files import IndexFormatError, check_file, fsync_dir, load_npy, write_file, write_npy
 from indexes.storage.lexical_lists import LEXICAL_FILES, build_lexical_lists
 from indexes.values import check_stored_value
@@ -40,8 +46,10 @@ __all__ = ["SegmentArrays", "Segment", "write_segment", "build_ivf"]
 
 ARRAY_FILES = ("codes.npy", "residuals.npy", "doc_offsets.npy", "member_counts.npy", "member_token_ids.npy",
                "ivf_offsets.npy", "ivf_vector_ids.npy")
+PASSAGE_FILES = ("passage_offsets.npy", "doc_passages.npy", "passage_spans.npy")
 OPTIONAL_FILES = ("vocab_offsets.npy", "vocab_vector_ids.npy",   # absent from format v1 segments
-                  *LEXICAL_FILES)                               # absent from format v1 and v2 segments
+                  *LEXICAL_FILES,                               # absent from format v1 and v2 segments
+                  *PASSAGE_FILES)                               # absent before v6 and where no document was split
 
 
 def build_ivf(codes: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,22 +76,43 @@ class SegmentArrays:
     ivf_vector_ids: np.ndarray
     vocab_offsets: np.ndarray | None = None
     vocab_vector_ids: np.ndarray | None = None
+    passage_offsets: np.ndarray | None = None
+    doc_passages: np.ndarray | None = None
+    passage_spans: np.ndarray | None = None
 
     @classmethod
     def assemble(cls, codes: np.ndarray, residuals: np.ndarray, lengths: np.ndarray, member_counts: np.ndarray,
-                 member_token_ids: np.ndarray, n_centroids: int, vocab_size: int) -> "SegmentArrays":
-        """A segment's arrays from its compressed vectors, with both kinds of inverted lists built."""
+                 member_token_ids: np.ndarray, n_centroids: int, vocab_size: int, *,
+                 passages: np.ndarray | None = None, spans: np.ndarray | None = None) -> "SegmentArrays":
+        """A segment's arrays from its compressed vectors, with both kinds of inverted lists built.
+
+        lengths: (n_passages,) vectors per passage; passages: (n_docs,) passages per document
+        (None: one each, lengths are then per document); spans: (n_passages, 2) their characters.
+        The passage map is stored only where it says more than one passage per document."""
         ivf_offsets, ivf_ids = build_ivf(codes, n_centroids)
         vocab_offsets, vocab_ids = build_vocab_lists(member_token_ids, member_counts, vocab_size)
-        return cls(codes=codes, residuals=residuals,
-                   doc_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        passage_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if passages is None:
+            passages = np.ones(len(lengths), dtype=np.int64)
+        doc_passages = np.concatenate([[0], np.cumsum(passages)]).astype(np.int64)
+        split = len(passage_offsets) != len(doc_passages) or spans is not None
+        return cls(codes=codes, residuals=residuals, doc_offsets=passage_offsets[doc_passages],
                    member_counts=np.asarray(member_counts).astype(np.uint16), member_token_ids=member_token_ids,
                    ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids,
-                   vocab_offsets=vocab_offsets, vocab_vector_ids=vocab_ids)
+                   vocab_offsets=vocab_offsets, vocab_vector_ids=vocab_ids,
+                   passage_offsets=passage_offsets if split else None, doc_passages=doc_passages if split else None,
+                   passage_spans=_spans(spans, len(lengths)) if split else None)
 
     def files(self) -> dict[str, np.ndarray]:
         names = [f[:-4] for f in ARRAY_FILES + OPTIONAL_FILES]
         return {f"{name}.npy": getattr(self, name) for name in names if getattr(self, name, None) is not None}
+
+
+def _spans(spans: np.ndarray | None, n_passages: int) -> np.ndarray:
+    """(n_passages, 2) int64 spans; unknown ones (None) as (0, -1): the whole text."""
+    if spans is None:
+        return np.tile(np.array([0, -1], dtype=np.int64), (n_passages, 1))
+    return np.ascontiguousarray(spans, dtype=np.int64).reshape(n_passages, 2)
 
 
 def write_segment(directory: Path, name: str, arrays: SegmentArrays, documents: list[dict]) -> dict:
@@ -155,6 +184,32 @@ class Segment(SegmentArrays):
         return np.repeat(np.arange(self.n_docs, dtype=np.int32), np.diff(self.doc_offsets))
 
     @property
+    def n_passages(self) -> int:
+        return self.n_docs if self.doc_passages is None else len(self.passage_offsets) - 1
+
+    def passages_of(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The passages of documents `local` (n,) int64 of this segment: (vector starts (P,), vector
+        counts (P,), passages per document (n,)), all int64, document after document."""
+        local = np.asarray(local, dtype=np.int64)
+        doc_offsets = np.asarray(self.doc_offsets)
+        if self.doc_passages is None:
+            starts = doc_offsets[local]
+            return starts, doc_offsets[local + 1] - starts, np.ones(len(local), dtype=np.int64)
+        first = np.asarray(self.doc_passages)[local]
+        counts = np.asarray(self.doc_passages)[local + 1] - first
+        passage = expand_ranges(first, counts)
+        offsets = np.asarray(self.passage_offsets)
+        starts = offsets[passage]
+        return starts, offsets[passage + 1] - starts, counts
+
+    def passage_span(self, local: int, number: int) -> tuple[int, int]:
+        """[start, end) characters of passage `number` of document `local` (end -1: the text's end)."""
+        if self.doc_passages is None:
+            return 0, -1
+        start, end = self.passage_spans[int(self.doc_passages[local]) + number]
+        return int(start), int(end)
+
+    @property
     def list_major(self) -> bool:
         """codes / residuals stored in list order (format v4+), else in vector order."""
         return self.entry.get("layout") == "ivf"
@@ -211,6 +266,13 @@ class Segment(SegmentArrays):
         if segment.vocab_offsets is not None and (segment.vocab_vector_ids is None
                                                   or int(segment.vocab_offsets[-1]) != len(segment.vocab_vector_ids)):
             raise IndexFormatError(f"{folder}: vocabulary lists disagree with their offsets")
+        if segment.doc_passages is not None and (
+                segment.passage_offsets is None or segment.passage_spans is None
+                or segment.doc_passages.shape != (len(documents) + 1,) or int(segment.doc_passages[0]) != 0
+                or int(segment.doc_passages[-1]) != len(segment.passage_offsets) - 1
+                or segment.passage_spans.shape != (len(segment.passage_offsets) - 1, 2)
+                or int(segment.passage_offsets[-1]) != m):
+            raise IndexFormatError(f"{folder}: passage map disagrees with the documents or vectors")
         if segment.has_lexical and (len(segment.lex_offsets) != len(segment.lex_terms) + 1
                                     or int(segment.lex_offsets[-1]) != len(segment.lex_docs)
                                     or len(segment.lex_tf) != len(segment.lex_docs)

@@ -30,11 +30,12 @@ from indexes.storage.structure import check_codec, check_segment
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IndexStore", "read_manifest", "MANIFEST"]
 
 FORMAT_NAME = "tessera-index"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # v1 segments lack vocabulary lists, v1-2 lexical lists, v1-3 store vectors in vector (not list)
-# order, v1-4 the document table's line offsets and id index (built in memory at open); all are
-# read, and compaction rewrites them in the current version.
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# order, v1-4 the document table's line offsets and id index (built in memory at open), v1-5 the
+# passage map (one passage per document); all are read, and compaction rewrites them in the
+# current version.
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 MANIFEST = "manifest.json"
 
 
@@ -147,23 +148,37 @@ class IndexStore:
         return [[tables[s].id_at(p) for s, p in zip(srow, prow) if s >= 0]
                 for srow, prow in zip(segment_of.tolist(), local.tolist())]
 
+    def passage_counts(self, positions: np.ndarray) -> np.ndarray:
+        """(c,) int64 passages of the document at each position (1 for a document stored whole)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        counts = np.ones(len(positions), dtype=np.int64)
+        segment_of, local = locate(self.segment_bases, positions)
+        for s in np.unique(segment_of):
+            doc_passages = self.segments[s].doc_passages
+            if doc_passages is not None:
+                which = segment_of == s
+                counts[which] = np.diff(np.asarray(doc_passages))[local[which]]
+        return counts
+
     @cached_property
     def position_of(self) -> "LivePositions":
         """Live document id -> global position (a read-only mapping over the document tables)."""
         return LivePositions(self)
 
     def blocks(self, block_vectors: int = 16384):
-        """Block source for `maxsim.search_blocks`: decompressed vectors of consecutive documents."""
+        """Block source for `maxsim.search_blocks`: decompressed vectors of consecutive documents,
+        with their passages' vector counts and passages per document."""
         def generate(device):
             for s, segment in enumerate(self.segments):
                 base = int(self.segment_bases[s])
                 offsets = np.asarray(segment.doc_offsets)
-                lengths = np.diff(offsets)
                 for first, end in doc_blocks(offsets, block_vectors):
                     rows = slice(int(offsets[first]), int(offsets[end]))
                     vectors = self.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
                                                     device)
-                    yield base + first, torch.as_tensor(lengths[first:end], device=device), vectors
+                    _, lengths, passages = segment.passages_of(np.arange(first, end))
+                    yield (base + first, torch.as_tensor(lengths, device=device), vectors,
+                           torch.as_tensor(passages, device=device))
         return generate
 
     @property

@@ -57,6 +57,15 @@ def check_segment(segment, n_centroids: int, vocab_size: int) -> None:
         _offsets(folder / "vocab_offsets.npy", segment.vocab_offsets, len(segment.vocab_offsets),
                  len(segment.vocab_vector_ids))
         _ids(folder / "vocab_vector_ids.npy", segment.vocab_vector_ids, m)
+    if segment.doc_passages is not None:
+        n_passages = len(segment.passage_offsets) - 1
+        _offsets(folder / "passage_offsets.npy", segment.passage_offsets, n_passages + 1, m)
+        _offsets(folder / "doc_passages.npy", segment.doc_passages, n + 1, n_passages)
+        if not np.array_equal(np.asarray(segment.passage_offsets)[np.asarray(segment.doc_passages)],
+                              np.asarray(segment.doc_offsets)):
+            _fail(folder / "doc_passages.npy", "passages disagree with doc_offsets.npy")
+        if n_passages and bool((np.diff(segment.doc_passages) < 1).any()):
+            _fail(folder / "doc_passages.npy", "a document without a passage")
     if segment.has_lexical:
         _offsets(folder / "lex_offsets.npy", segment.lex_offsets, len(segment.lex_terms) + 1, len(segment.lex_docs))
         _ids(folder / "lex_docs.npy", segment.lex_docs, n)
