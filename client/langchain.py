@@ -11,7 +11,10 @@
     store.similarity_search("query", k=4, filter={"lang": "en"}); store.as_retriever()
 
 Each Document carries the text as page_content and metadata with the stored metadata plus
-`id`, `title` and `score`; `filter` (metadata filter) and `hybrid` apply to every query.
+`id`, `title`, `score` and the best passage's `passage_start` / `passage_end` (characters of the
+text); `filter` (metadata filter) and `hybrid` apply to every query. `content="passage"` makes
+page_content the hit's best passage instead of the whole text (what a RAG prompt wants from a long
+document: Tessera indexes documents longer than the encoder's window as overlapping passages).
 """
 
 from __future__ import annotations
@@ -29,10 +32,20 @@ from .local import search_documents
 __all__ = ["TesseraRetriever", "TesseraVectorStore"]
 
 
-def _document(doc: dict, **extra) -> Document:
-    """A LangChain Document from a stored Tessera document (metadata + id, title, and extra fields)."""
-    return Document(page_content=doc.get("text", ""), id=doc["id"],
-                    metadata={**(doc.get("metadata") or {}), "id": doc["id"], "title": doc.get("title", ""), **extra})
+CONTENTS = ("document", "passage")
+
+
+def _document(doc: dict, content: str = "document", **extra) -> Document:
+    """A LangChain Document from a stored Tessera document (metadata + id, title, the best
+    passage's place, and extra fields); content: "document" (the text) or "passage" (the best passage)."""
+    if content not in CONTENTS:
+        raise ValueError(f"content must be one of {CONTENTS}, got {content!r}")
+    passage = doc.get("passage") or {}
+    where = {"passage_start": passage["start"], "passage_end": passage["end"]} if passage else {}
+    text = passage.get("text") if content == "passage" and passage.get("text") is not None else doc.get("text", "")
+    return Document(page_content=text or "", id=doc["id"],
+                    metadata={**(doc.get("metadata") or {}), "id": doc["id"], "title": doc.get("title", ""), **where,
+                              **extra})
 
 
 class TesseraRetriever(BaseRetriever):
@@ -46,6 +59,7 @@ class TesseraRetriever(BaseRetriever):
     k: int = 4
     filter: dict | None = None
     hybrid: bool = True
+    content: str = "document"    # or "passage": page_content is the hit's best passage
 
     @classmethod
     def from_index(cls, directory: str, **kwargs) -> "TesseraRetriever":
@@ -66,10 +80,10 @@ class TesseraRetriever(BaseRetriever):
         if self.client is not None:
             hits = self.client.search(query, k=self.k, index=self.index_name, filter=self.filter,
                                       hybrid=self.hybrid).hits
-            return [Document(page_content=h.text or "", id=h.id,
-                             metadata={**(h.metadata or {}), "id": h.id, "title": h.title or "", "score": h.score})
+            return [_document({"id": h.id, "title": h.title or "", "text": h.text or "", "metadata": h.metadata,
+                               "passage": h.passage.model_dump() if h.passage else None}, self.content, score=h.score)
                     for h in hits]
-        return [_document(doc, score=score)
+        return [_document(doc, self.content, score=score)
                 for doc, score in search_documents(self.searcher, self.index, query, self.k, self.filter)]
 
 

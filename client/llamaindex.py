@@ -5,8 +5,9 @@
     retriever = TesseraRetriever.from_index("idx/", k=5)                  # or .from_url(url, k=5)
     nodes = retriever.retrieve("how do solar panels work")               # list[NodeWithScore]
 
-Each node is a TextNode whose id is the document id, text the document text, metadata the
-stored metadata plus `title`; the NodeWithScore carries Tessera's score.
+Each node is a TextNode whose id is the document id, text the document text (or, with
+`content="passage"`, the hit's best passage), metadata the stored metadata plus `title` and the
+best passage's `passage_start` / `passage_end`; the NodeWithScore carries Tessera's score.
 
 `TesseraVectorStore` is LlamaIndex's vector-store interface over a Tessera index in this
 process (add nodes, delete by ref_doc_id, query by text with metadata filters and node ids).
@@ -28,21 +29,28 @@ from .local import search_documents
 __all__ = ["TesseraRetriever", "TesseraVectorStore"]
 
 
-def _node(doc: dict, **extra) -> TextNode:
-    """A TextNode from a stored Tessera document (its metadata plus extra fields)."""
-    return TextNode(id_=doc["id"], text=doc.get("text", ""), metadata={**(doc.get("metadata") or {}), **extra})
+def _node(doc: dict, content: str = "document", **extra) -> TextNode:
+    """A TextNode from a stored Tessera document (its metadata, the best passage's place and extra
+    fields); content: "document" (the text) or "passage" (the best passage)."""
+    if content not in ("document", "passage"):
+        raise ValueError(f"content must be 'document' or 'passage', got {content!r}")
+    passage = doc.get("passage") or {}
+    where = {"passage_start": passage["start"], "passage_end": passage["end"]} if passage else {}
+    text = passage.get("text") if content == "passage" and passage.get("text") is not None else doc.get("text", "")
+    return TextNode(id_=doc["id"], text=text or "", metadata={**(doc.get("metadata") or {}), **where, **extra})
 
 
 class TesseraRetriever(BaseRetriever):
     """LlamaIndex BaseRetriever returning Tessera hits as NodeWithScore (see the module docstring)."""
 
     def __init__(self, *, searcher=None, index=None, client=None, index_name: str | None = None, k: int = 4,
-                 filter: dict | None = None, hybrid: bool = True, **kwargs):
+                 filter: dict | None = None, hybrid: bool = True, content: str = "document", **kwargs):
         super().__init__(**kwargs)
         if (searcher is None) == (client is None):
             raise ValueError("give either searcher= (with index=) or client=")
         self.searcher, self.index, self.client = searcher, index, client
         self.index_name, self.k, self.filter, self.hybrid = index_name, k, filter, hybrid
+        self.content = content
 
     @classmethod
     def from_index(cls, directory: str, **kwargs) -> "TesseraRetriever":
@@ -63,10 +71,11 @@ class TesseraRetriever(BaseRetriever):
         if self.client is not None:
             hits = self.client.search(query, k=self.k, index=self.index_name, filter=self.filter,
                                       hybrid=self.hybrid).hits
-            return [NodeWithScore(node=TextNode(id_=h.id, text=h.text or "",
-                                                metadata={**(h.metadata or {}), "title": h.title or ""}), score=h.score)
+            return [NodeWithScore(node=_node({"id": h.id, "text": h.text or "", "metadata": h.metadata,
+                                              "passage": h.passage.model_dump() if h.passage else None},
+                                             self.content, title=h.title or ""), score=h.score)
                     for h in hits]
-        return [NodeWithScore(node=_node(doc, title=doc.get("title", "")), score=score)
+        return [NodeWithScore(node=_node(doc, self.content, title=doc.get("title", "")), score=score)
                 for doc, score in search_documents(self.searcher, self.index, query, self.k, self.filter)]
 
 

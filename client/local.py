@@ -9,7 +9,9 @@ __all__ = ["search_documents"]
 
 def search_documents(searcher, index, query: str, k: int, filter: dict | None = None,
                      ids: Sequence[str] | None = None) -> list[tuple[dict, float]]:
-    """(stored document, score) pairs of one query, best first (searcher: a retriever SearchEngine over `index`)."""
-    results = searcher.search(query, k=k, filter=filter, ids=ids)
-    return [(index.document(p), float(s)) for p, s in zip(results.indices[0].tolist(), results.scores[0].tolist())
-            if p >= 0]
+    """(stored document, score) pairs of one query, best first (searcher: a retriever SearchEngine
+    over `index`); each document dict also holds "passage": {start, end, text}, its best passage."""
+    results = searcher.search(query, k=k, filter=filter, ids=ids, passages=True)
+    positions = [p for p in results.indices[0].tolist() if p >= 0]
+    return [({**index.document(p), "passage": passage.to_dict()}, float(s))
+            for p, s, passage in zip(positions, results.scores[0].tolist(), results.passages[0])]

@@ -85,11 +85,14 @@ class Served:
 
 
 def hits(result, return_documents: bool) -> list[m.Hit]:
-    """One query's (scores, positions, ids, snapshot) as response hits, with documents if asked."""
-    scores, positions, doc_ids, snapshot = result
+    """One query's (scores, positions, ids, snapshot, passages) as response hits, with documents if asked."""
+    scores, positions, doc_ids, snapshot, passages = result
     out = []
-    for rank, (score, position, doc_id) in enumerate(zip(scores.tolist(), positions.tolist(), doc_ids), start=1):
-        hit = m.Hit(rank=rank, id=doc_id, score=round(float(score), 5))
+    for rank, (score, position, doc_id, passage) in enumerate(zip(scores.tolist(), positions.tolist(), doc_ids,
+                                                                  passages), start=1):
+        hit = m.Hit(rank=rank, id=doc_id, score=round(float(score), 5),
+                    passage=m.PassageOut(start=passage.start, end=passage.end,
+                                         text=passage.text if return_documents else None))
         if return_documents:
             doc = snapshot.index.document(int(position))
             hit.title, hit.text, hit.metadata = doc.get("title", ""), doc.get("text", ""), doc.get("metadata") or {}

@@ -117,7 +117,7 @@ class MicroBatcher:
                     rows = np.concatenate([np.arange(r.start, r.stop) for _, r in parts])
                     k = max(jobs[i].k for i, _ in parts)
                     allowed = None if j0.conditions is None else snapshot.allowed(j0.conditions)
-                    results = searcher.search_batch(encoded[rows], k=k, allowed=allowed)
+                    results = searcher.search_batch(encoded[rows], k=k, allowed=allowed, passages=True)
                 except Exception as e:  # noqa: BLE001
                     for i, _ in parts:
                         out[i] = e
@@ -127,6 +127,7 @@ class MicroBatcher:
                     n = r.stop - r.start
                     kk = jobs[i].k
                     out[i] = [(results.scores[offset + q, :kk], results.indices[offset + q, :kk],
-                               results.doc_ids[offset + q][:kk], snapshot) for q in range(n)]
+                               results.doc_ids[offset + q][:kk], snapshot, results.passages[offset + q][:kk])
+                              for q in range(n)]
                     offset += n
         return out

@@ -100,6 +100,16 @@ class BatchSearchRequest(BaseModel):
         return queries
 
 
+class PassageOut(BaseModel):
+    """Where the hit matched best: characters [start, end) of the document's text, and that text
+    (with return_documents). A document longer than the encoder's window was indexed as
+    overlapping passages; this is the one that scored best."""
+
+    start: int
+    end: int
+    text: str | None = None
+
+
 class Hit(BaseModel):
     rank: int
     id: str
@@ -107,6 +117,7 @@ class Hit(BaseModel):
     title: str | None = None
     text: str | None = None
     metadata: dict[str, Any] | None = None
+    passage: PassageOut | None = None
 
 
 class SearchResponse(BaseModel):
