@@ -13,11 +13,13 @@ __all__ = ["uncompressed_search", "loss_percent"]
 
 
 def uncompressed_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, lengths: np.ndarray, k: int = 100,
-                        *, device=None, group: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                        *, device=None, group: int = 32, passage_lengths: np.ndarray | None = None,
+                        passages: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k documents of each query by exact MaxSim over every stored token vector.
 
     query_vectors: (n_queries, L, dim) float32, zero rows for padding; doc_vectors: (n_vectors,
-    dim) float16; lengths: (n_docs,) vectors per document. Queries are searched in groups of
+    dim) float16; lengths: (n_docs,) vectors per document; passage_lengths / passages: a
+    document's passages (each document scored by its best passage, as the index does). Queries are searched in groups of
     similar length with their padding trimmed (a zero row adds 0 but still costs a product).
     Returns (scores (n_queries, k) float32, positions (n_queries, k) int64), best first.
     """
@@ -30,7 +32,8 @@ def uncompressed_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, leng
     for start in range(0, len(order), group):
         rows = order[start:start + group]
         trimmed = query_vectors[rows, :int(width[rows].max())]
-        scores[rows], positions[rows] = exhaustive_search(trimmed, doc_vectors, offsets, k=k, device=device)
+        scores[rows], positions[rows] = exhaustive_search(trimmed, doc_vectors, offsets, k=k, device=device,
+                                                          passage_lengths=passage_lengths, passages=passages)
     return scores, positions
 
 

@@ -15,7 +15,7 @@ from .datasets import Dataset
 from .metrics import evaluate, write_trec_run
 
 __all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_uncompressed",
-           "evaluate_collection", "UNCOMPRESSED", "HYBRID_REFERENCE"]
+           "evaluate_collection", "UNCOMPRESSED", "HYBRID_REFERENCE", "TRUNCATED_REFERENCE", "first_windows"]
 
 
 @dataclass
@@ -108,8 +108,10 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
     from .reference import uncompressed_search
 
     started = time.perf_counter()
+    depth = min(max(k, HYBRID_DEPTH), len(data.documents))
     scores, positions = uncompressed_search(query_embeddings, doc_embeddings.vectors, doc_embeddings.lengths,
-                                            k=min(max(k, HYBRID_DEPTH), len(data.documents)), device=device)
+                                            k=depth, device=device, passage_lengths=doc_embeddings.passage_lengths,
+                                            passages=doc_embeddings.passages)
     seconds = time.perf_counter() - started
     ids = np.array([d.id for d in data.documents] + [""])        # position -1 -> ""
 
@@ -119,6 +121,11 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
 
     run = as_run(scores, positions, ids)
     results = [EngineResult(UNCOMPRESSED, evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)]
+    if doc_embeddings.n_split:
+        # Beside it, the reference of an engine that reads only each document's first window.
+        first = first_windows(doc_embeddings)
+        run = as_run(*uncompressed_search(query_embeddings, first.vectors, first.lengths, k=depth, device=device), ids)
+        results.append(EngineResult(TRUNCATED_REFERENCE, evaluate(run, data.qrels), {}, float("nan"), run))
     if lexical_searcher is not None:
         texts = [q.text for q in data.queries]
         lexical = lexical_searcher.search_batch(query_embeddings, k=HYBRID_DEPTH, texts=texts)
@@ -133,6 +140,20 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
 
 
 UNCOMPRESSED = "uncompressed exhaustive MaxSim (reference)"
+TRUNCATED_REFERENCE = "uncompressed exhaustive MaxSim, first window only (truncated reference)"
+
+
+def first_windows(embeddings):
+    """The embeddings of each document's first passage only: what an engine that truncates
+    documents at the encoder's window would have stored."""
+    from retriever.embeddings import DocumentEmbeddings
+    from indexes.positions import expand_ranges
+
+    first = np.cumsum(embeddings.passages) - embeddings.passages
+    lengths = embeddings.passage_lengths[first]
+    rows = expand_ranges(embeddings.offsets[:-1], lengths)
+    return DocumentEmbeddings(embeddings.vectors[rows], embeddings.token_ids[rows], lengths, embeddings.norms[rows],
+                              embeddings.seconds, 0)          # input tokens not known per window
 HYBRID_REFERENCE = "uncompressed reference + BM25, default fusion (hybrid reference)"
 
 

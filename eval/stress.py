@@ -18,11 +18,15 @@
 - `title_document_collection` (short documents): a titled collection's documents cut to their
   titles (Cranfield: 12 words on median), same queries and qrels: a reduction that halves every
   document removes the vectors that tell these apart.
+- `buried_collection` (long documents): every judged document hidden at a random depth inside a
+  long document of unrelated text; `assembled_collection`: long documents assembled from related
+  paragraphs (BM25 neighbours), the judged one among them. Ranking by the first window misses
+  most answers; ranking by all vectors at once drowns them.
 
     python -m eval.stress --out /tmp/stress [--base ../shared/data/scifact]
 
-writes them as BEIR folders (`attributes/`, `long-<base>/`, `titles-<titled>/`, `tq-<titled>/`) for
-`tessera eval --dataset`.
+writes them as BEIR folders (`attributes/`, `long-<base>/`, `titles-<titled>/`, `tq-<titled>/`,
+`buried-<base>/`, `assembled-<base>/`) for `tessera eval --dataset`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from retriever.corpus import Document, Query
 from .datasets import Dataset, load_dataset
 
 __all__ = ["attribute_collection", "long_query_collection", "title_query_collection", "title_document_collection",
-           "write_beir"]
+           "buried_collection", "assembled_collection", "write_beir"]
 
 _FIRST = ("Ada Bruno Chen Dara Emil Fatima Goran Hana Ivo Jonas Kiri Lena Mateo Nia Omar Priya Quinn Rosa Sven "
           "Tariq Uma Vera Wen Xavi Yusuf Zoe Amir Bea Carlos Dmitri").split()
@@ -167,6 +171,62 @@ def title_document_collection(base: Dataset) -> Dataset:
     return Dataset(f"titles-{base.name}", documents, queries, qrels)
 
 
+def _judged_and_pool(base: Dataset) -> tuple[list[Document], list[Document]]:
+    judged = {d for docs in base.qrels.values() for d in docs}
+    return ([d for d in base.documents if d.id in judged], [d for d in base.documents if d.id not in judged])
+
+
+def _long_document(doc_id: str, paragraphs: list[str], inserted: str | None, rng) -> Document:
+    """Paragraphs joined by blank lines, `inserted` (if any) at a random depth among them."""
+    if inserted is not None:
+        paragraphs = list(paragraphs)
+        paragraphs.insert(int(rng.integers(0, len(paragraphs) + 1)), inserted)
+    return Document(id=doc_id, title="", text="\n\n".join(paragraphs))
+
+
+def buried_collection(base: Dataset, fill: tuple[int, int] = (3, 8), seed: int = 0) -> Dataset:
+    """Every judged document of `base` buried at a random depth in a long document of unrelated
+    text: between fill[0] and fill[1] documents nobody judged (its title kept inside, no title
+    outside), plus as many long documents of unjudged text alone. Same queries and qrels: the
+    answer is anywhere, usually past the first window."""
+    judged, pool = _judged_and_pool(base)
+    rng = np.random.default_rng(seed)
+
+    def filler() -> list[str]:
+        return [pool[i].full_text for i in rng.choice(len(pool), int(rng.integers(fill[0], fill[1] + 1)),
+                                                       replace=False)]
+
+    documents = [_long_document(d.id, filler(), d.full_text, rng) for d in judged]
+    documents += [_long_document(f"filler-{i}", filler(), None, rng) for i in range(len(judged))]
+    return Dataset(f"buried-{base.name}", documents, base.queries, base.qrels)
+
+
+def assembled_collection(base: Dataset, fill: tuple[int, int] = (3, 8), neighbours: int = 20,
+                         seed: int = 0) -> Dataset:
+    """Long documents assembled from related paragraphs: every judged document of `base` among
+    documents on the same subject (drawn from its `neighbours` nearest unjudged documents by
+    BM25), plus as many long documents assembled around an unjudged document alike. The filler
+    is on topic, so a document must be told from its neighbours by the passage that answers."""
+    import bm25s
+
+    judged, pool = _judged_and_pool(base)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([d.full_text for d in pool], stopwords="en", show_progress=False),
+                    show_progress=False)
+    rng = np.random.default_rng(seed)
+    seeds = judged + [pool[i] for i in rng.choice(len(pool), min(len(judged), len(pool)), replace=False)]
+    ranked, _ = retriever.retrieve(bm25s.tokenize([d.full_text for d in seeds], stopwords="en", show_progress=False),
+                                   k=min(neighbours + 1, len(pool)), show_progress=False)
+    documents = []
+    for n, (d, row) in enumerate(zip(seeds, ranked)):
+        near = [pool[j] for j in row if pool[j].id != d.id]
+        chosen = rng.choice(len(near), min(len(near), int(rng.integers(fill[0], fill[1] + 1))), replace=False)
+        paragraphs = [near[j].full_text for j in chosen]
+        is_judged = n < len(judged)
+        documents.append(_long_document(d.id if is_judged else f"topic-{n}", paragraphs, d.full_text, rng))
+    return Dataset(f"assembled-{base.name}", documents, base.queries, base.qrels)
+
+
 def write_beir(data: Dataset, folder: str | Path) -> Path:
     """Write a Dataset as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
     folder = Path(folder)
@@ -199,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     titled = load_dataset(args.titled)
     print(write_beir(title_query_collection(titled, seed=args.seed), out / f"tq-{titled.name}"))
     print(write_beir(title_document_collection(titled), out / f"titles-{titled.name}"))
+    print(write_beir(buried_collection(base, seed=args.seed), out / f"buried-{base.name}"))
+    print(write_beir(assembled_collection(base, seed=args.seed), out / f"assembled-{base.name}"))
     return 0
 
 

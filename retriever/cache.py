@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
+from .passages import WINDOWING
 
 __all__ = ["encode_corpus_cached", "concat_embeddings"]
 
@@ -28,7 +29,7 @@ def _fingerprint(encoder: Encoder, documents: Sequence[Document], shard_size: in
     # Only the settings that shape document vectors: query-side settings may change freely.
     config = {k: v for k, v in encoder.config.to_dict().items()
               if k in ("doc_maxlen", "doc_stride", "doc_marker", "skiplist")}
-    config["passages"] = list(encoder.passage_window)      # caches made before passages never match
+    config["passages"] = [*encoder.passage_window, WINDOWING]     # caches of other windows never match
     return {"encoder": encoder.name, "config": config, "dim": encoder.dim,
             "n_docs": len(documents), "doc_ids_sha256": ids, "text_sha256": text, "shard_size": shard_size}
 

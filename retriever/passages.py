@@ -1,12 +1,15 @@
 """Documents longer than the encoder's window, split into overlapping passages (none cut off).
 
-A document of n text tokens fits one passage when n <= window; otherwise it gets windows of
-`window` tokens starting every `stride` tokens, the last one ending at the document's end, so
-every token is encoded at least once and every passage is full-length:
+A document of n text tokens fits one passage when n <= window. A longer one gets the fewest
+passages of at most `window` tokens that cover it while consecutive passages overlap by at least
+window - stride tokens, all of one length and spread evenly from its first token to its last:
+every token is encoded at least once, a sentence cut at one passage's edge is whole in the next,
+and no passage is a short scrap (nor a near-copy of its neighbour, as a last window pushed back
+to the end would be):
 
-    >>> starts, counts = passage_windows(np.array([3, 10]), window=4, stride=3)
-    >>> starts.tolist(), counts.tolist()
-    ([0, 0, 3, 6], [1, 3])
+    >>> starts, lengths, counts = passage_windows(np.array([3, 10]), window=4, stride=3)
+    >>> starts.tolist(), lengths.tolist(), counts.tolist()
+    ([0, 0, 3, 6], [3, 4, 4, 4], [1, 3])
 
 A passage keeps its character span in the encoded string (from the tokenizer's offsets), which
 search results return so that a hit points at the passage to quote.
@@ -19,31 +22,37 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["passage_windows", "default_stride", "FramedPassages", "frame_passages", "special_frame", "text_spans"]
+WINDOWING = "even-v1"      # how passage_windows places passages (encoding caches record it)
+
+__all__ = ["WINDOWING", "passage_windows", "default_stride", "FramedPassages", "frame_passages", "special_frame", "text_spans"]
 
 
 def default_stride(window: int) -> int:
-    """Tokens between passage starts when none is given: four fifths of the window (an overlap
-    of a fifth, so a sentence cut at one window's edge is whole in the next)."""
+    """The most tokens between passage starts when none is given: four fifths of the window (an
+    overlap of at least a fifth, so a sentence cut at one passage's edge is whole in the next)."""
     return max(1, window - window // 5)
 
 
-def passage_windows(token_counts: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each document's passages start, in its own tokens.
+def passage_windows(token_counts: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each document's passages start and how long they are, in its own tokens.
 
-    token_counts: (n_docs,) int64 text tokens per document. Returns starts (n_passages,) int64
-    (document after document) and counts (n_docs,) int64 passages per document (>= 1)."""
+    token_counts: (n_docs,) int64 text tokens per document; stride: the most tokens between two
+    passage starts (the overlap is at least window - stride). Returns starts (n_passages,) int64
+    and lengths (n_passages,) int64 (document after document), and counts (n_docs,) int64
+    passages per document (>= 1)."""
     if window < 1 or not 1 <= stride <= window:
         raise ValueError(f"need window >= 1 and 1 <= stride <= window, got window={window}, stride={stride}")
     n = np.asarray(token_counts, dtype=np.int64)
-    over = np.maximum(n - window, 0)
-    counts = np.where(over > 0, -(-over // stride) + 1, 1).astype(np.int64)
+    overlap = window - stride
+    counts = np.where(n > window, -(-(n - overlap) // stride), 1).astype(np.int64)
+    # One length per document: what covers n with count passages overlapping by `overlap` (<= window).
+    length = np.minimum(-(-(n + (counts - 1) * overlap) // counts), n)
     first = np.repeat(np.cumsum(counts) - counts, counts)
     rank = np.arange(int(counts.sum()), dtype=np.int64) - first         # passage number within its document
-    starts = rank * stride
-    last = rank == np.repeat(counts, counts) - 1
-    starts[last] = np.repeat(over, counts)[last]                         # the last window ends at the end
-    return starts, counts
+    span = np.repeat(n - length, counts)                                 # room the starts spread over
+    steps = np.repeat(np.maximum(counts - 1, 1), counts)
+    starts = (rank * span + steps // 2) // steps                         # evenly spread, rounded
+    return starts, np.repeat(length, counts), counts
 
 
 @dataclass
@@ -74,16 +83,19 @@ def frame_passages(tokenizer, texts: Sequence[str], window: int, stride: int,
     """Split each text into passages of at most `window` text tokens (special tokens and the
     marker come on top), `stride` tokens apart, framed as the model expects."""
     prefix, suffix = special_frame(tokenizer)
+    # Whole documents are tokenized on purpose (then split): silence transformers' one-time
+    # warning that a text is longer than the model, which is true and handled here.
+    getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
     encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
                         return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)))
     tokens = encoded["input_ids"]
     offsets = encoded.get("offset_mapping")
-    starts, counts = passage_windows(np.fromiter(map(len, tokens), np.int64, len(tokens)), window, stride)
+    starts, lengths, counts = passage_windows(np.fromiter(map(len, tokens), np.int64, len(tokens)), window, stride)
     ids, spans = [], np.zeros((len(starts), 2), dtype=np.int64)
     p = 0
     for d, text_ids in enumerate(tokens):
-        for start in starts[p:p + counts[d]].tolist():
-            piece = text_ids[start:start + window]
+        for start, length in zip(starts[p:p + counts[d]].tolist(), lengths[p:p + counts[d]].tolist()):
+            piece = text_ids[start:start + length]
             framed = prefix + piece + suffix
             if marker_id is not None:
                 framed.insert(1, marker_id)

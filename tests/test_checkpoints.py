@@ -153,9 +153,11 @@ def test_long_document_split_into_passages_none_dropped(colbert_ai_checkpoint):
     docs = enc.encode_documents([text, "short one"], show_progress=False)
     assert enc.passage_window == (17, 14)
     n_text = len(enc.tokenizer(text, add_special_tokens=False)["input_ids"])
-    assert docs.passages.tolist() == [-(-(n_text - 17) // 14) + 1, 1]
-    assert docs.passage_lengths.tolist()[:-1] == [20] * docs.passages[0]      # every passage full-length
-    assert docs.lengths.tolist() == [20 * docs.passages[0], docs.passage_lengths[-1]]
+    n = -(-(n_text - 3) // 14)                          # the fewest passages overlapping by >= 3 tokens
+    assert docs.passages.tolist() == [n, 1]
+    length = -(-(n_text + 3 * (n - 1)) // n)            # all of one length, at most 17 text tokens
+    assert docs.passage_lengths.tolist()[:-1] == [length + 3] * n and length <= 17
+    assert docs.lengths.tolist() == [(length + 3) * n, docs.passage_lengths[-1]]
     # Every text token is encoded in some passage, and each span is that passage's text.
     kept = set(docs.token_ids.tolist())
     assert set(enc.tokenizer(text, add_special_tokens=False)["input_ids"]) <= kept

@@ -54,18 +54,19 @@ def numpy_maxp(query: np.ndarray, index: Index) -> tuple[np.ndarray, np.ndarray]
     return np.array(scores, np.float32), np.array(best)
 
 
-def test_windows_cover_every_token_and_end_at_the_end():
+def test_windows_cover_every_token_with_the_overlap_asked():
     counts = np.array([0, 5, 30, 31, 100, 1000])
-    starts, per_doc = passage_windows(counts, window=30, stride=24)
+    starts, lengths, per_doc = passage_windows(counts, window=30, stride=24)
     first = np.cumsum(per_doc) - per_doc
     for n, f, c in zip(counts, first, per_doc):
-        s = starts[f:f + c]
+        s, length = starts[f:f + c], lengths[f:f + c]
         covered = np.zeros(n, bool)
-        for a in s:
-            covered[a:a + 30] = True
-        assert covered.all() and s[0] == 0 and (n <= 30 or s[-1] + 30 == n)
-        assert (np.diff(s) <= 24).all() and (np.diff(s) > 0).all()
-    assert per_doc.tolist()[:4] == [1, 1, 1, 2]
+        for a, m in zip(s, length):
+            covered[a:a + m] = True
+        assert covered.all() and s[0] == 0 and s[-1] + length[-1] == n and (length <= 30).all()
+        assert (s[:-1] + length[:-1] - s[1:] >= 6).all()                     # overlap >= window - stride
+        assert c == max(1, -(-(n - 6) // 24)) if n > 30 else c == 1          # the fewest passages that do
+    assert per_doc.tolist() == [1, 1, 1, 2, 4, 42]
 
 
 def test_aggregations_pick_the_best_passages():

@@ -44,29 +44,44 @@ def maxsim_scores(queries: torch.Tensor, vectors: torch.Tensor, lengths: torch.T
     return units.T.contiguous()
 
 
-def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 16384):
-    """Block source over one flat (n_vectors, dim) matrix with (n_docs + 1,) offsets."""
+def array_blocks(vectors: np.ndarray, offsets: np.ndarray, block_vectors: int = 16384,
+                 passage_lengths: np.ndarray | None = None, passages: np.ndarray | None = None):
+    """Block source over one flat (n_vectors, dim) matrix with (n_docs + 1,) offsets; with
+    passage_lengths (n_passages,) and passages (n_docs,), documents score by their best passage."""
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
+    if passages is not None:
+        passages = np.asarray(passages, dtype=np.int64)
+        passage_lengths = np.asarray(passage_lengths, dtype=np.int64)
+        first_passage = np.concatenate([[0], np.cumsum(passages)])
 
     def blocks(device: torch.device):
         for first, end in doc_blocks(offsets, block_vectors):
             # np.array copies the (possibly read-only, memory-mapped) rows into a tensor-safe buffer.
             rows = torch.from_numpy(np.array(vectors[offsets[first]:offsets[end]])).to(device)
-            yield first, torch.as_tensor(lengths[first:end], device=device), rows
+            if passages is None:
+                yield first, torch.as_tensor(lengths[first:end], device=device), rows
+            else:
+                units = passage_lengths[first_passage[first]:first_passage[end]]
+                yield (first, torch.as_tensor(units, device=device), rows,
+                       torch.as_tensor(passages[first:end], device=device))
     return blocks
 
 
 def exhaustive_search(queries: np.ndarray | torch.Tensor, vectors: np.ndarray, offsets: np.ndarray,
                       k: int = 10, *, alive: np.ndarray | None = None,
-                      device: str | torch.device | None = None,
-                      block_vectors: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+                      device: str | torch.device | None = None, block_vectors: int = 16384,
+                      passage_lengths: np.ndarray | None = None,
+                      passages: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k documents by exact MaxSim over one flat matrix (see `search_blocks`).
 
     vectors: (n_vectors, dim) float16, may be a read-only memory map.
     offsets: (n_docs + 1,) int64, document d owns rows offsets[d]:offsets[d+1].
+    passage_lengths (n_passages,), passages (n_docs,): a document's rows split into passages,
+    the document scored by its best passage (None: a document is one unit).
     """
-    return search_blocks(queries, array_blocks(vectors, offsets, block_vectors), len(offsets) - 1, k,
+    blocks = array_blocks(vectors, offsets, block_vectors, passage_lengths, passages)
+    return search_blocks(queries, blocks, len(offsets) - 1, k,
                          dim=vectors.shape[1], alive=alive, device=device, block_vectors=block_vectors)
 
 
