@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reference", action="store_true",
                    help="skip exhaustive MaxSim over the uncompressed vectors (it reads the encoding cache, "
                         "encoding the collection if the cache lacks it)")
+    p.add_argument("--max-text-chars", type=int, default=None,
+                   help="longest title or text accepted, in characters (default 10,000,000, as tessera index)")
     p.add_argument("--out", default=None, help="write report.json / .md / .png and TREC runs here")
     p.add_argument("--run", default=None, help="write the engine's TREC run file here")
     p.add_argument("--json", action="store_true", help="print the engine's metrics as one JSON line")
@@ -81,7 +83,10 @@ def main(command: str, argv: list[str]) -> int:
     from .run import evaluate_collection, open_or_build_index
 
     try:
-        data = load_dataset(args.dataset, args.split)
+        if args.max_text_chars is not None and args.max_text_chars < 1:
+            raise ValueError(f"--max-text-chars must be at least 1, got {args.max_text_chars}")
+        data = load_dataset(args.dataset, args.split, **({} if args.max_text_chars is None
+                                                         else {"max_text_chars": args.max_text_chars}))
         cache = Path(args.cache) if args.cache else Path(str(Path(args.index).resolve()) + "-cache")
         index = open_or_build_index(args.index, data, args.model, args.recipe, cache, device=args.device)
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.corpus import CorpusFormatError, Document, Query, read_corpus, read_queries
+from retriever.corpus import MAX_TEXT_CHARS, CorpusFormatError, Document, Query, read_corpus, read_queries
 
 from .qrels import read_qrels
 
@@ -63,13 +63,14 @@ def _msmarco(folder: Path, split: str) -> Dataset:
     return Dataset(folder.name, documents, queries, qrels)
 
 
-def load_dataset(folder: str | Path, split: str | None = None) -> Dataset:
-    """A BEIR folder (default split "test") or an MS MARCO passage folder (default "dev.small")."""
+def load_dataset(folder: str | Path, split: str | None = None, max_text_chars: int = MAX_TEXT_CHARS) -> Dataset:
+    """A BEIR folder (default split "test") or an MS MARCO passage folder (default "dev.small");
+    a title or text over max_text_chars characters is refused by file and line, as `tessera index` does."""
     folder = Path(folder)
     if (folder / "collection.tsv").is_file():
         return _msmarco(folder, split or "dev.small")
     if (folder / "corpus.jsonl").is_file():
         qrels = read_qrels(folder, split=split or "test")
         queries = [q for q in read_queries(folder) if q.id in qrels]
-        return Dataset(folder.name, read_corpus(folder), queries, qrels)
+        return Dataset(folder.name, read_corpus(folder, max_text_chars=max_text_chars), queries, qrels)
     raise FileNotFoundError(f"{folder}: neither a BEIR folder (corpus.jsonl) nor MS MARCO (collection.tsv)")

@@ -24,7 +24,8 @@ def _index_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed corpus lines instead of failing")
     p.add_argument("--max-text-chars", type=int, default=None,
-                   help="longest title or text accepted, in characters (default 100,000, as the server)")
+                   help="longest title or text accepted, in characters (default 10,000,000; every token is "
+                        "indexed, as passages)")
     p.add_argument("--passage-tokens", type=int, default=None, metavar="N",
                    help="tokens per passage (special tokens included; default: the encoder's document length). "
                         "A longer document is split into overlapping passages, none of its text dropped")

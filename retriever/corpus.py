@@ -20,9 +20,13 @@ from typing import Iterator, Literal
 
 from indexes.values import check_stored_value
 
-# Characters of one title or text at most (encoders read the first few hundred tokens; a longer
-# text costs tokenisation time for nothing). The server's limit too.
-MAX_TEXT_CHARS = 100_000
+# Characters of one title or text at most: a guard against a runaway field, not a window. Every
+# token of a document is encoded (as passages, retriever/passages.py), so what bounds a document is
+# memory: encoding keeps ~770 bytes per token (float16 vectors), about 200 bytes per character of
+# English with the passages' overlap, so a document at this limit needs ~2 GB while it encodes.
+# The CLI (--max-text-chars), the library (max_text_chars=) and the server share it; over HTTP the
+# 8 MiB request body bounds a document first.
+MAX_TEXT_CHARS = 10_000_000
 
 __all__ = ["CorpusFormatError", "Document", "Query", "read_corpus", "read_queries"]
 

@@ -108,10 +108,11 @@ def test_texts_over_the_limit_are_refused_by_file_line_and_field(tmp_path):
     from retriever.index import check_documents
 
     path = tmp_path / "c.jsonl"
-    path.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "' + "x" * (MAX_TEXT_CHARS + 1) + '"}\n')
+    assert MAX_TEXT_CHARS == 10_000_000          # a guard against runaway fields, not a window: passages keep all
+    path.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "' + "x" * 100_001 + '"}\n')
     with pytest.raises(CorpusFormatError, match=r"c.jsonl:2: field 'text': 100,001 characters, over the limit of 100,000"):
-        read_corpus(path)
-    assert [d.id for d in read_corpus(path, on_error="skip")] == ["a"]
-    assert len(read_corpus(path, max_text_chars=MAX_TEXT_CHARS + 1)) == 2
+        read_corpus(path, max_text_chars=100_000)
+    assert [d.id for d in read_corpus(path, max_text_chars=100_000, on_error="skip")] == ["a"]
+    assert len(read_corpus(path)) == 2
     with pytest.raises(ValueError, match=r"document 'z': field 'title': 12 characters, over the limit of 10"):
         check_documents([Document(id="z", text="short", title="a long title")], max_text_chars=10)

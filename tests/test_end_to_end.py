@@ -129,10 +129,11 @@ def test_cli_reports_bad_corpus_line(tmp_path, capsys):
     assert tessera.main(["index", "--corpus", str(bad), "--index", str(tmp_path / "i")]) == 1
     assert f"{bad}:2: missing field 'text'" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()
-    # A line of 5 MB is refused at once with file, line and field (encoding never starts).
+    # A line over the limit is refused at once with file, line and field (encoding never starts).
     bad.write_text('{"_id": "1", "text": "fine"}\n{"_id": "2", "text": "' + "word " * 1_000_000 + '"}\n')
-    assert tessera.main(["index", "--corpus", str(bad), "--index", str(tmp_path / "i")]) == 1
-    assert f"{bad}:2: field 'text': 5,000,000 characters, over the limit of 100,000" in capsys.readouterr().err
+    assert tessera.main(["index", "--corpus", str(bad), "--index", str(tmp_path / "i"),
+                         "--max-text-chars", "1000000"]) == 1
+    assert f"{bad}:2: field 'text': 5,000,000 characters, over the limit of 1,000,000" in capsys.readouterr().err
     assert tessera.main(["index", "--corpus", str(bad), "--index", str(tmp_path / "i"), "--max-text-chars", "0"]) == 1
     assert "--max-text-chars must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()

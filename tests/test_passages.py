@@ -208,3 +208,21 @@ def test_server_returns_the_passage_and_splits_what_it_is_sent(tmp_path, encoder
         hit = client.post("/search", json={"query": "where do owls nest?", "k": 1}).json()["hits"][0]
         assert hit["id"] == "silo" and hit["passage"]["text"].endswith("Owls nest in the tallest silo.")
         assert hit["passage"]["start"] > 0
+
+
+def test_a_3000_word_document_answering_in_its_last_sentence_is_in_the_top_3(tmp_path):
+    """With the bundled encoder's own window (256 tokens): before passages, the dense side never
+    saw the last sentence and BM25's length normalisation buried the document."""
+    default = load_encoder(device="cpu")
+    docs = read_corpus(SAMPLE)
+    words = " ".join(d.text for d in docs).split()
+    filler = " ".join((words * (3000 // len(words) + 1))[:3000])
+    long_doc = Document(id="report", title="Annual report", text=f"{filler} {NEEDLE}")
+    index = Index.build(tmp_path / "idx", docs + [long_doc], default, show_progress=False)
+    assert index.manifest["build"]["n_split_documents"] == 1
+    for hybrid in (False, None):
+        results = Searcher(index, encoder=default, hybrid=hybrid).search(
+            "a parrot that recites tide tables in Portuguese", k=3, passages=True)
+        assert "report" in results.doc_ids[0]
+        passage = results.passages[0][results.doc_ids[0].index("report")]
+        assert passage.text.endswith(NEEDLE) and passage.start > 10_000
