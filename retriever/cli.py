@@ -59,6 +59,8 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", default=None, choices=FUSIONS,
                    help="fusion to use instead of the default (lexical: BM25 alone)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the dense side in interpolation")
+    p.add_argument("--passages", action="store_true",
+                   help="the k best passages instead of documents (a long document may give several)")
     p.add_argument("--filter", default=None, metavar="JSON",
                    help='metadata filter, e.g. \'{"lang": "en", "year": {"gte": 2020}}\' (retriever/filters.py)')
     p.add_argument("--model", default=None, help="query encoder (default: the one the index was built with)")
@@ -164,7 +166,8 @@ def run_search(args: argparse.Namespace) -> int:
     searcher = Searcher(index, encoder=encoder, engine=args.engine, quality=args.quality, device=args.device,
                         hybrid=False if args.dense else None, fusion=args.fusion, alpha=args.alpha)
     document = index.document
-    results = searcher.search_batch(args.queries, k=args.k, filter=expr, passages=True)
+    results = searcher.search_batch(args.queries, k=args.k, filter=expr, passages=True,
+                                    unit="passage" if args.passages else "document")
     for q, query in enumerate(args.queries):
         docs = [document(int(p)) for p in results.indices[q] if p >= 0]
         hits = [{"rank": r + 1, "id": doc["id"], "score": round(float(score), 4), "title": doc.get("title", ""),

@@ -18,6 +18,8 @@ from .queries import EncodedQueries, encode_queries
 __all__ = ["SearchResults", "Passage", "Searcher", "PRESETS", "fusion_setting", "scaled_nprobe", "scaled_candidates", "MAX_K",
            "combined_mask"]
 
+UNITS = ("document", "passage")
+
 # One knob for users who do not want to tune three numbers: quality -> (nprobe, k_prime, n_candidates).
 # Chosen on SciFact and Vaswani (docs/benchmarks.md); recall of the exhaustive top-10 on the two:
 # fast 0.97 / 0.93, balanced 0.999 / 0.992, accurate 1.0 / 1.0.
@@ -220,18 +222,18 @@ class Searcher:
 
     def search(self, query: str, k: int = 10, *, filter: dict | None = None,
                ids: Sequence[str] | None = None, timings: Timings | None = None,
-               passages: bool = True) -> SearchResults:
+               passages: bool = True, unit: str = "document") -> SearchResults:
         """Top-k documents for one query (a SearchResults with one row); filter / ids / timings /
-        passages as in search_batch."""
+        passages / unit as in search_batch."""
         if not isinstance(query, str):
             raise TypeError("search takes one query string; use search_batch for several")
-        return self.search_batch([query], k=k, filter=filter, ids=ids, timings=timings, passages=passages)
+        return self.search_batch([query], k=k, filter=filter, ids=ids, timings=timings, passages=passages, unit=unit)
 
     def search_batch(self, queries: Sequence[str] | np.ndarray | EncodedQueries, k: int = 10,
                      term_ids: np.ndarray | None = None, allowed: np.ndarray | None = None,
                      texts: Sequence[str] | None = None, *, filter: dict | None = None,
                      ids: Sequence[str] | None = None, timings: Timings | None = None,
-                     passages: bool = False) -> SearchResults:
+                     passages: bool = False, unit: str = "document") -> SearchResults:
         """Top-k documents for each query.
 
         queries: strings, EncodedQueries (retriever.queries.encode_queries), or pre-encoded
@@ -249,7 +251,14 @@ class Searcher:
         timings: an indexes.search.timings.Timings that receives the seconds of each stage.
         passages: also find each hit's best passage (SearchResults.passages; costs one more
         scoring of the hits stored as several passages, and reading the hits' texts).
+        unit: "document" (the default), or "passage": the k best passages, for callers who want
+        chunks: the passages of the top-k documents (of the ranking asked for, hybrid included)
+        ranked by their exact MaxSim, one row per passage (a document's id may repeat), with
+        passages filled in. Every passage of a document ranks at or below its document's best,
+        so for dense search these are the k best passages of the whole index.
         """
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
         self.index.check_intact()         # a background verification that found damage raises
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must lie in 1..{MAX_K}, got {k}")
@@ -268,6 +277,11 @@ class Searcher:
         scores, positions = ranker.search(
             queries, k, first_stage=self.engine, fusion=fusion, alpha=self.alpha, lexical=lexical,
             allowed=combined_mask(self.index, allowed, filter, ids), term_ids=term_ids, timings=timings)
+        if unit == "passage":
+            with maybe(timings, "passages"):
+                scores, positions, spans = ranker.passage_ranking(queries, positions, k)
+                return SearchResults(scores=scores, indices=positions, doc_ids=ranker.doc_ids(positions),
+                                     passages=passages_of(self.index, positions, spans))
         found = None
         if passages:
             with maybe(timings, "passages"):

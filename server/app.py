@@ -70,7 +70,7 @@ class Served:
 
     async def search(self, handle: IndexHandle, queries: list[str], body) -> list:
         job = Job(handle, queries, body.k, body.engine, body.quality,
-                  None if body.filter is None else dict(body.filter), body.hybrid)
+                  None if body.filter is None else dict(body.filter), body.hybrid, body.unit)
         handle.check_intact()
         try:
             return await self.batcher.search(job)

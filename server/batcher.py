@@ -30,6 +30,7 @@ class Job:
     quality: str
     conditions: dict | None
     hybrid: bool = False
+    unit: str = "document"
     future: asyncio.Future = field(repr=False, default=None)
 
 
@@ -108,7 +109,8 @@ class MicroBatcher:
                 rows = slice(start, start + len(jobs[i].queries))
                 start = rows.stop
                 j = jobs[i]
-                key = (j.engine, j.quality, j.hybrid) if j.conditions is None else (j.engine, j.quality, j.hybrid, i)
+                key = (j.engine, j.quality, j.hybrid, j.unit) if j.conditions is None else \
+                    (j.engine, j.quality, j.hybrid, j.unit, i)
                 groups.setdefault(key, []).append((i, rows))
             for key, parts in groups.items():
                 j0 = jobs[parts[0][0]]
@@ -117,7 +119,7 @@ class MicroBatcher:
                     rows = np.concatenate([np.arange(r.start, r.stop) for _, r in parts])
                     k = max(jobs[i].k for i, _ in parts)
                     allowed = None if j0.conditions is None else snapshot.allowed(j0.conditions)
-                    results = searcher.search_batch(encoded[rows], k=k, allowed=allowed, passages=True)
+                    results = searcher.search_batch(encoded[rows], k=k, allowed=allowed, passages=True, unit=j0.unit)
                 except Exception as e:  # noqa: BLE001
                     for i, _ in parts:
                         out[i] = e

@@ -34,6 +34,10 @@ FILTER_DESCRIPTION = ('metadata filter, the grammar of retriever/filters.py: {"l
                       '"tag": {"in": ["a", "b"]}}, several fields all holding, combined with "$and", "$or", "$not"')
 
 
+UNIT_DESCRIPTION = ("'document': the k best documents, each with its best passage; 'passage': the k best "
+                    "passages (a document's id may repeat), for callers who want chunks")
+
+
 def _valid_filter(expr: dict | None) -> dict | None:
     """The one filter validator (retriever.filters.check_filter): its errors name the wrong part."""
     if expr is not None:
@@ -52,6 +56,7 @@ class SearchRequest(BaseModel):
                                                    "(when it has them); false: the dense ranking alone")
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
     return_documents: bool = Field(default=True, description="include title, text and metadata, or ids and scores only")
+    unit: Literal["document", "passage"] = Field(default="document", description=UNIT_DESCRIPTION)
 
     _filter = field_validator("filter")(classmethod(lambda cls, v: _valid_filter(v)))
 
@@ -76,6 +81,7 @@ class BatchSearchRequest(BaseModel):
     hybrid: bool = True
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
     return_documents: bool = True
+    unit: Literal["document", "passage"] = Field(default="document", description=UNIT_DESCRIPTION)
 
     _filter = field_validator("filter")(classmethod(lambda cls, v: _valid_filter(v)))
 

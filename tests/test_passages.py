@@ -111,6 +111,31 @@ def test_rescoring_equals_maxp_over_decoded_passages(index, encoder, backend):
             assert passage.text == text[passage.start:passage.end]
 
 
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_passage_mode_gives_the_k_best_passages_of_the_index(index, encoder, backend):
+    query = "how do solar panels and wind turbines make electricity"
+    q = encoder.encode_queries([query])[0]
+    store = index.store
+    segment = store.segments[0]
+    decoded = store.codec.decompress(*stored(segment)).numpy()
+    every = []                                   # (score, document position, span) of every passage
+    for d in range(segment.n_docs):
+        starts, lengths, counts = segment.passages_of(np.array([d]))
+        for j, (a, n) in enumerate(zip(starts, lengths)):
+            every.append((float((decoded[a:a + n] @ q.T).max(axis=0).sum()), d, segment.passage_span(d, j)))
+    every.sort(key=lambda x: -x[0])
+    searcher = Searcher(index, encoder=encoder, hybrid=False, nprobe=10_000, n_candidates=10_000, backend=backend)
+    results = searcher.search(query, k=8, unit="passage")
+    np.testing.assert_allclose(results.scores[0], [e[0] for e in every[:8]], rtol=1e-4, atol=1e-4)
+    assert results.indices[0].tolist() == [e[1] for e in every[:8]]
+    assert len(set(results.doc_ids[0])) < 8                    # a document may give several passages
+    for (score, position, (start, end)), passage in zip(every[:8], results.passages[0]):
+        text = index.document(position)["text"]
+        assert passage.text == text[start:len(text) if end < 0 else end]
+    with pytest.raises(ValueError, match="unit"):
+        searcher.search(query, unit="chunk")
+
+
 def test_needle_at_the_end_is_found_and_the_hit_points_at_it(index, encoder):
     for hybrid in (False, None):
         results = Searcher(index, encoder=encoder, hybrid=hybrid).search(
@@ -165,10 +190,11 @@ def test_documents_stay_the_unit(tmp_path, encoder):
 def test_sharded_index_equals_single(tmp_path, encoder, index):
     sharded = Index.build(tmp_path / "sh", corpus(), encoder, show_progress=False, shards=2)
     queries = ["parrot tide tables Portuguese", "how do solar panels work", "honey bees and pollination"]
-    one = Searcher(index, encoder=encoder).search_batch(queries, k=5, passages=True)
-    two = Searcher(sharded, encoder=encoder).search_batch(queries, k=5, passages=True)
-    assert one.doc_ids == two.doc_ids and one.passages == two.passages
-    np.testing.assert_allclose(one.scores, two.scores, rtol=1e-5)
+    for unit in ("document", "passage"):
+        one = Searcher(index, encoder=encoder).search_batch(queries, k=5, passages=True, unit=unit)
+        two = Searcher(sharded, encoder=encoder).search_batch(queries, k=5, passages=True, unit=unit)
+        assert one.doc_ids == two.doc_ids and one.passages == two.passages
+        np.testing.assert_allclose(one.scores, two.scores, rtol=1e-5)
 
 
 def test_damaged_passage_map_is_named(tmp_path, encoder):
@@ -200,6 +226,10 @@ def test_server_returns_the_passage_and_splits_what_it_is_sent(tmp_path, encoder
         assert hit["text"][hit["passage"]["start"]:hit["passage"]["end"]] == hit["passage"]["text"]
         bare = client.post("/search", json={**body, "return_documents": False}).json()["hits"][0]
         assert bare["passage"] == {**hit["passage"], "text": None} and bare.get("text") is None
+        chunks = client.post("/search", json={**body, "k": 4, "unit": "passage", "hybrid": False}).json()["hits"]
+        assert chunks[0]["id"] == "long-needle" and NEEDLE in chunks[0]["passage"]["text"] and len(chunks) == 4
+        assert [h["score"] for h in chunks] == sorted((h["score"] for h in chunks), reverse=True)
+        assert client.post("/search", json={**body, "unit": "chunk"}).status_code == 422
         # A long document added over HTTP is split with the index's own window (the manifest's).
         text = " ".join(["Grain silos store wheat through the winter."] * 30) + " Owls nest in the tallest silo."
         r = client.post("/indexes/docs/documents", headers={"x-api-key": key},

@@ -129,9 +129,39 @@ class CompiledSearch:
         out = np.zeros(len(positions), dtype=np.float32)
         if best is not None:
             best[:] = 0
+        for which, block, counts in self._unit_scores(query, positions, threads, scores_t, tables,
+                                                      whole=aggregation == "union"):
+            if counts is not None:
+                block, numbers = aggregate(block, counts, aggregation)
+                if best is not None:
+                    best[which] = numbers
+            out[which] = block
+        return out
+
+    def passage_scores(self, query: np.ndarray, positions: np.ndarray,
+                       centroid_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (P,) float32 of every passage of the documents at `positions`, document after
+        document in that order; counts (c,) int64 passages per document)."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.int64)
+        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
+        tables = rescoring_tables(self.store.codec, query)
+        counts = np.ones(len(positions), dtype=np.int64)
+        blocks = {}
+        for which, block, per_doc in self._unit_scores(query, positions, 1, np.ascontiguousarray(scores.T), tables):
+            if per_doc is not None:
+                counts[which] = per_doc
+            blocks.update(zip(which.tolist(), np.split(block, np.cumsum(counts[which])[:-1])))
+        parts = [blocks[j] for j in range(len(positions))]
+        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), counts
+
+    def _unit_scores(self, query, positions, threads, scores_t, tables, whole: bool = False):
+        """Per segment: (which (indices into positions), MaxSim of each unit (float32), passages per
+        document or None when every unit is a document); a unit is a passage, or with `whole` a
+        document scored over all its vectors."""
         for s, which, codes, residuals, starts, lengths, segment in self.by_segment(positions):
             counts = None
-            if aggregation != "union" and segment.doc_passages is not None:
+            if not whole and segment.doc_passages is not None:
                 starts, lengths, counts = segment.passages_of(positions[which] - int(self.store.segment_bases[s]))
             rows = np.asarray(segment.slots(expand_ranges(starts, lengths)), dtype=np.int64)
             n_units = len(lengths)
@@ -147,12 +177,7 @@ class CompiledSearch:
             else:
                 maxsim_codes(rows, starts, lengths, codes, residuals, scores_t, tables, self._centroids,
                              self._byte_table, norms, scratch, block)
-            if counts is not None:
-                block, numbers = aggregate(block, counts, aggregation)
-                if best is not None:
-                    best[which] = numbers
-            out[which] = block
-        return out
+            yield which, block, counts
 
     def by_segment(self, positions: np.ndarray):
         """For each segment holding some of `positions`: (segment number, which (indices into

@@ -30,7 +30,7 @@ from indexes.search import compiled
 from indexes.search.bm25 import LexicalQueries, LexicalStats, store_bm25, store_lexical_stats
 from indexes.positions import expand_ranges
 from indexes.search.maxsim import maxsim_scores, pick_device, search_blocks
-from indexes.search.passages import DEFAULT_AGGREGATION, check_aggregation
+from indexes.search.passages import DEFAULT_AGGREGATION, aggregate, check_aggregation
 from indexes.names import FIRST_STAGES
 from indexes.search.ranker import Ranker
 from indexes.search.timings import Timings
@@ -212,41 +212,70 @@ class Engine(Ranker):
         if fast is not None:
             return fast.rescore(query.numpy(), positions, threads, centroid_scores=centroid_scores,
                                 aggregation=self.aggregation, best=best)
-        if best is not None:         # the reference path ranks by its own scores; passages come from the codes
-            self.store_passages(query, positions, best)
+        if best is not None:
+            best[:] = aggregate(*self.passage_scores(query, positions), "maxp")[1]
         return rescore(self.store, query[None], positions, self.aggregation)[0].cpu().numpy()
 
-    def store_passages(self, query: torch.Tensor, positions: np.ndarray, best: np.ndarray) -> None:
-        """best[j] = the number of the best passage (by exact MaxSim) of the document at positions[j]."""
-        best[:] = 0
-        for j, position in enumerate(np.asarray(positions).tolist()):
+    def passage_scores(self, query: torch.Tensor, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (P,) float32 exact MaxSim of one (T, dim) projected query against every passage of
+        the documents at `positions`, document after document; counts (c,) int64 passages each)."""
+        fast = self.compiled_path(query.device)
+        if fast is not None:
+            return fast.passage_scores(query.numpy(), positions)
+        scores, counts = [], []
+        for position in np.asarray(positions).tolist():
             segment, local = self.store.locate(position)
-            starts, lengths, counts = segment.passages_of(np.array([local]))
-            if counts[0] > 1:
-                rows = expand_ranges(starts, lengths)
-                vectors = self.store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
-                                                      query.device)
-                units = maxsim_scores(query[None], vectors, torch.as_tensor(lengths, device=query.device))[0]
-                best[j] = int(torch.argmax(units))
+            starts, lengths, n = segment.passages_of(np.array([local]))
+            rows = expand_ranges(starts, lengths)
+            vectors = self.store.codec.decompress(segment.vector_codes(rows), segment.vector_residuals(rows),
+                                                  query.device)
+            scores.append(maxsim_scores(query[None], vectors, torch.as_tensor(lengths, device=query.device))[0])
+            counts.append(int(n[0]))
+        if not scores:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return torch.cat(scores).cpu().numpy(), np.array(counts, dtype=np.int64)
+
+    def _real_rows(self, queries: np.ndarray) -> list[torch.Tensor]:
+        """Each query's projected real (non-padding) rows."""
+        n_q, q_len, dim = queries.shape
+        projected = self.store.codec.project(queries.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
+        return [torch.as_tensor(q[np.linalg.norm(q, axis=1) > 0], device=self.device) for q in projected]
 
     def passage_spans(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """(n, k, 2) int64 [start, end) characters of the best passage of each result (a document's
         text; end -1: to its end; -1 rows for padding), for queries (n, L, dim) and positions (n, k)
         as `search` returned them. Only documents stored as several passages are scored again."""
-        n_q, q_len, dim = queries.shape
         positions = np.asarray(positions, dtype=np.int64)
         spans = np.full((*positions.shape, 2), -1, dtype=np.int64)
         spans[positions >= 0] = (0, -1)
-        projected = self.store.codec.project(queries.reshape(n_q * q_len, dim)).reshape(n_q, q_len, -1)
-        for i in range(n_q):
+        for i, real in enumerate(self._real_rows(queries)):
             columns = np.flatnonzero(positions[i] >= 0)
             split = columns[self.store.passage_counts(positions[i, columns]) > 1]
             if not len(split):
                 continue
-            real = projected[i][np.linalg.norm(projected[i], axis=1) > 0]
-            best = np.zeros(len(split), dtype=np.int64)
-            self.rescore(torch.as_tensor(real, device=self.device), positions[i, split], best=best)
+            best = aggregate(*self.passage_scores(real, positions[i, split]), "maxp")[1]
             for column, number in zip(split.tolist(), best.tolist()):
                 segment, local = self.store.locate(int(positions[i, column]))
                 spans[i, column] = segment.passage_span(local, number)
         return spans
+
+    def passage_ranking(self, queries: np.ndarray, positions: np.ndarray,
+                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k best passages of the documents at `positions` (n, c) for each query (n, L, dim), by
+        exact MaxSim: (scores (n, k) float32, their documents' positions (n, k) int64, spans (n, k, 2)
+        int64 as `passage_spans`), best first, ties by position then passage; padding -inf / -1."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out_s = np.full((len(positions), k), -np.inf, dtype=np.float32)
+        out_p = np.full((len(positions), k), -1, dtype=np.int64)
+        out_spans = np.full((len(positions), k, 2), -1, dtype=np.int64)
+        for i, real in enumerate(self._real_rows(queries)):
+            docs = positions[i][positions[i] >= 0]
+            scores, counts = self.passage_scores(real, docs)
+            owner = np.repeat(docs, counts)
+            number = np.arange(len(scores)) - np.repeat(np.cumsum(counts) - counts, counts)
+            top = np.lexsort((number, owner, -scores))[:k]
+            out_s[i, :len(top)], out_p[i, :len(top)] = scores[top], owner[top]
+            for j, (position, n) in enumerate(zip(owner[top].tolist(), number[top].tolist())):
+                segment, local = self.store.locate(position)
+                out_spans[i, j] = segment.passage_span(local, n)
+        return out_s, out_p, out_spans

@@ -12,6 +12,7 @@ and a set of shards (`indexes.search.shardset.ShardSet`) is how its four parts a
     bm25(lexical, depth, allowed, stats)   top-depth BM25 (scores, positions) under those statistics
     doc_ids(positions)                the document id of every position (padding left out)
     passage_spans(queries, positions) the characters of each result's best passage
+    passage_ranking(queries, positions, k)  the k best passages of those documents
 
 Shapes: queries (n, L, dim) float32 (zero rows: padding); scores (n, depth) float32 best first,
 padded with -inf; positions (n, depth) int64, padded with -1; allowed (n_positions,) bool.
@@ -74,6 +75,12 @@ class Ranker:
     def passage_spans(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """(n, k, 2) int64 [start, end) characters of each result's best passage in its document's
         text (end -1: to the end; -1 for padding)."""
+        raise NotImplementedError
+
+    def passage_ranking(self, queries: np.ndarray, positions: np.ndarray,
+                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k best passages of the documents at positions (n, c), by exact MaxSim: (scores (n, k),
+        their documents' positions (n, k), spans (n, k, 2)), best first."""
         raise NotImplementedError
 
     def search(self, queries: np.ndarray, k: int = 10, *, first_stage: str = "token", fusion: str = "none",

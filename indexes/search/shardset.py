@@ -144,3 +144,16 @@ class ShardSet(Ranker):
         for i, part in enumerate(parts):
             spans[shard == i] = part[shard == i]
         return spans
+
+    def passage_ranking(self, queries: np.ndarray, positions: np.ndarray,
+                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        shard, local = self.locate(positions)
+        parts = self.executor.call("passage_ranking", [(queries, np.where(shard == i, local, -1), k)
+                                                       for i in range(self.n_shards)])
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        owners = np.concatenate([np.where(p[1] >= 0, p[1] + self.bases[i], -1) for i, p in enumerate(parts)], axis=1)
+        spans = np.concatenate([p[2] for p in parts], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]        # shard order breaks ties, as one index
+        return (np.take_along_axis(scores, order, 1), np.take_along_axis(owners, order, 1),
+                np.take_along_axis(spans, order[:, :, None], 1))
