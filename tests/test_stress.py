@@ -76,3 +76,33 @@ def test_title_documents_keep_only_titles_and_the_judgments_they_can_meet():
     data = title_document_collection(base)
     assert [d.text for d in data.documents] == [d.title for d in base.documents[:30]]
     assert data.qrels == {"q1": {"3": 1}} and [q.id for q in data.queries] == ["q1"]
+
+
+def test_long_document_collections_hide_each_judged_document_whole(tmp_path):
+    from eval.stress import assembled_collection, buried_collection
+
+    base = load_dataset(SAMPLE)
+    judged = {d for docs in base.qrels.values() for d in docs}
+    originals = {d.id: d.full_text for d in base.documents}
+    for make in (buried_collection, assembled_collection):
+        data = make(base, fill=(3, 5), seed=1)
+        assert [d.id for d in make(base, fill=(3, 5), seed=1).documents] == [d.id for d in data.documents]
+        by_id = {d.id: d for d in data.documents}
+        assert judged <= set(by_id) and data.qrels == base.qrels
+        for doc_id in judged:
+            paragraphs = by_id[doc_id].text.split("\n\n")
+            assert originals[doc_id] in paragraphs and 4 <= len(paragraphs) <= 6
+            # No other judged document's text appears inside it (filler is unjudged text only).
+            assert not any(originals[other] in paragraphs for other in judged - {doc_id})
+
+
+def test_long_documents_benchmark_runs_end_to_end(tmp_path):
+    """eval.long_documents on a small buried collection: every row measured, passages split."""
+    from eval.long_documents import DENSE, TRUNC_DENSE, evaluate_long_documents
+    from eval.stress import buried_collection, write_beir
+
+    folder = write_beir(buried_collection(load_dataset(SAMPLE), fill=(10, 12)), tmp_path / "buried")
+    result = evaluate_long_documents(str(folder), tmp_path / "cache", tmp_path / "work")
+    assert result["cost"]["passages"]["split_documents"] > 0 == result["cost"]["first"]["split_documents"]
+    assert all(0.0 <= v <= 1.0 for v in result["ndcg@10"].values()) and len(result["ndcg@10"]) == 10
+    assert result["ndcg@10"][DENSE] >= result["ndcg@10"][TRUNC_DENSE]
