@@ -15,7 +15,7 @@ nDCG@10 (pytrec_eval) at k = 100:
   process, rounds interleaved).
 
     python -m eval.long_documents --dataset ../shared/data/scifact ../shared/data/cranfield \
-        --cache /tmp/cache --work /tmp/long --out docs/long-documents
+        --cache /tmp/cache --work /tmp/long --out docs/long-documents [--seeds 3] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ def _p50(searchers: dict, vectors: np.ndarray, texts: list[str], rounds: int) ->
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
-def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 1) -> dict:
-    """Every row of the module docstring for one collection (a dict of numbers)."""
+def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 1, seeds: int = 1) -> dict:
+    """Every row of the module docstring for one collection (a dict of numbers). seeds > 1: each
+    index built that many times with other codec seeds (k-means and its sample), the index rows
+    averaged over them (their spread is what the codec's randomness alone moves a score)."""
     from retriever import Index, Searcher, encode_queries, load_encoder
     from retriever.cache import encode_corpus_cached
 
@@ -77,11 +79,13 @@ def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 
     embeddings = encode_corpus_cached(encoder, data.documents, cache / f"{data.name}-p")
     first = first_windows(embeddings)
     indexes = {}
-    for kind, emb in (("passages", embeddings), ("first", first)):
-        directory = work / f"{data.name}-{kind}"
-        started = time.perf_counter()
-        indexes[kind] = Index.build_from_embeddings(directory, emb, data.documents, encoder, force=True)
-        indexes[kind].build_stats["wall_seconds"] = time.perf_counter() - started
+    for seed in range(seeds):
+        for kind, emb in (("passages", embeddings), ("first", first)):
+            directory = work / f"{data.name}-{kind}" / f"seed-{seed}"
+            started = time.perf_counter()
+            indexes[kind, seed] = Index.build_from_embeddings(directory, emb, data.documents, encoder, force=True,
+                                                              seed=seed)
+            indexes[kind, seed].build_stats["wall_seconds"] = time.perf_counter() - started
     texts = [q.text for q in data.queries]
     encoded = encode_queries(encoder, texts)
     ids = np.array([d.id for d in data.documents] + [""])
@@ -99,15 +103,21 @@ def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 
                 "passages: dense, sum of the 2 best": ("passages", {"hybrid": False, "aggregation": "sum2"}),
                 "passages: dense, union MaxSim": ("passages", {"hybrid": False, "aggregation": "union"}),
                 "passages: hybrid, union MaxSim": ("passages", {"aggregation": "union"})}
-    searchers = {name: Searcher(indexes[kind], encoder, **kw) for name, (kind, kw) in settings.items()}
-    for name, searcher in searchers.items():
-        results = searcher.search_batch(encoded, k=K)
-        run = {q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}
-        rows[name] = _ndcg(run, data.qrels)
+    spread = {}
+    for name, (kind, kw) in settings.items():
+        values = []
+        for seed in range(seeds):
+            results = Searcher(indexes[kind, seed], encoder, **kw).search_batch(encoded, k=K)
+            values.append(_ndcg({q.id: dict(results.hits(i)) for i, q in enumerate(data.queries)}, data.qrels))
+        rows[name], spread[name] = float(np.mean(values)), values
+    searchers = {name: Searcher(indexes[kind, 0], encoder, **kw) for name, (kind, kw) in settings.items()}
+    encoder.tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     corpus_tokens = int(sum(len(ids_) for ids_ in encoder.tokenizer([d.full_text for d in data.documents],
                                                                      add_special_tokens=False)["input_ids"]))
     cost = {}
-    for kind, index in indexes.items():
+    for (kind, seed), index in indexes.items():
+        if seed:
+            continue
         build = index.build_stats
         cost[kind] = {"stored_vectors": build["n_stored_vectors"], "passages": build["n_passages"],
                       "split_documents": build["n_split_documents"],
@@ -120,20 +130,24 @@ def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 
     for kind in p50:
         cost[kind]["hybrid_p50_ms_1_thread"] = p50[kind]
     return {"collection": data.name, "documents": len(data.documents), "queries": len(data.queries),
-            "corpus_tokens": corpus_tokens, "ndcg@10": rows, "cost": cost}
+            "corpus_tokens": corpus_tokens, "ndcg@10": rows, "ndcg@10_per_seed": spread, "seeds": seeds, "cost": cost}
 
 
 def _table(results: list[dict]) -> str:
     names = list(results[0]["ndcg@10"])
-    lines = ["| nDCG@10 (k = 100) | " + " | ".join(r["collection"] for r in results) + " |",
+    lines = ["| nDCG@10 (k = 100; index rows: mean over codec seeds [min-max]) | "
+             + " | ".join(f"{r['collection']} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})" for r in results)
+             + " |",
              "|---|" + "---|" * len(results)]
     for name in names:
         cells = []
         for r in results:
             value = r["ndcg@10"][name]
             base = r["ndcg@10"][TRUNC_HYBRID if "hybrid" in name else TRUNC_DENSE]
+            seeds = r["ndcg@10_per_seed"].get(name, [])
             cells.append(f"{value:.4f}" + ("" if name in (TRUNC_DENSE, TRUNC_HYBRID) or "reference" in name
-                                            else f" ({loss_percent(value, base):+.1f}%)"))
+                                            else f" ({loss_percent(value, base):+.1f}%)")
+                         + (f" [{min(seeds):.4f}-{max(seeds):.4f}]" if len(seeds) > 1 else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "| cost | " + " | ".join(r["collection"] for r in results) + " |", "|---|" + "---|" * len(results)]
     for key in ("passages", "split_documents", "stored_vectors", "bytes_per_corpus_token",
@@ -154,19 +168,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", required=True, help="where the two indexes of each collection are built")
     p.add_argument("--out", required=True, help="long-documents.json / .md / .png go here")
     p.add_argument("--rounds", type=int, default=1, help="timing rounds over the queries (interleaved)")
+    p.add_argument("--seeds", type=int, default=1, help="build each index with this many codec seeds (mean, spread)")
+    p.add_argument("--seeds-for", nargs="*", default=None, metavar="NAME",
+                   help="collections (folder names) that get --seeds; the others one seed (default: all)")
     args = p.parse_args(argv)
-    results = [evaluate_long_documents(folder, Path(args.cache), Path(args.work), args.rounds)
+    results = [evaluate_long_documents(folder, Path(args.cache), Path(args.work), args.rounds,
+                                       args.seeds if args.seeds_for is None or Path(folder).name in args.seeds_for
+                                       else 1)
                for folder in args.dataset]
     table = _table(results)
     out = Path(args.out)
     save_table(out, "long-documents", results, table)
-    names = [TRUNC_DENSE, DENSE, TRUNC_HYBRID, HYBRID, "uncompressed reference: first window",
-             "uncompressed reference: best passage (MaxP)"]
-    grouped_bars([r["collection"] for r in results], {n: [r["ndcg@10"][n] for r in results] for n in names},
-                 out / "long-documents.png", ylabel="nDCG@10",
-                 title="Long documents: first window only vs every passage (best passage)")
+    plot(results, out / "long-documents.png")
     print(table)
     return 0
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """nDCG@10 per collection: each index and reference, first window against passages."""
+    names = {TRUNC_DENSE: "first window, dense", DENSE: "passages, dense", TRUNC_HYBRID: "first window, hybrid",
+             HYBRID: "passages, hybrid", "uncompressed reference: first window": "reference, first window",
+             "uncompressed reference: best passage (MaxP)": "reference, passages (MaxP)"}
+    grouped_bars([r["collection"].replace("-scifact", "\n(scifact)") for r in results],
+                 {label: [r["ndcg@10"][n] for r in results] for n, label in names.items()}, path,
+                 ylabel="nDCG@10", title="Long documents: first window only vs every passage (best passage)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], path: Path, 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(len(series), 6))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=min(len(series), 3))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

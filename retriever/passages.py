@@ -81,7 +81,7 @@ def special_frame(tokenizer) -> tuple[list[int], list[int]]:
 def frame_passages(tokenizer, texts: Sequence[str], window: int, stride: int,
                    marker_id: int | None) -> FramedPassages:
     """Split each text into passages of at most `window` text tokens (special tokens and the
-    marker come on top), `stride` tokens apart, framed as the model expects."""
+    marker come on top), at most `stride` tokens apart (passage_windows), framed as the model expects."""
     prefix, suffix = special_frame(tokenizer)
     # Whole documents are tokenized on purpose (then split): silence transformers' one-time
     # warning that a text is longer than the model, which is true and handled here.

@@ -12,17 +12,22 @@ import pytest
 from test_server import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REPORT_ANSWER = "The lighthouse keeper's parrot recites tide tables in fluent Portuguese."
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory):
-    from retriever import Index, load_encoder, read_corpus
+    from retriever import Document, Index, load_encoder, read_corpus
     from conftest import SAMPLE
 
     documents = read_corpus(SAMPLE)
     for d in documents:
         d.metadata = {"topic": d.id.split("-")[0]}
+    # A report longer than the encoder's window (256 tokens), answering in its last sentence.
+    filler = " ".join(d.text for d in documents) * 2
+    documents.append(Document(id="report", title="Annual report", text=f"{filler} {REPORT_ANSWER}",
+                              metadata={"topic": "report"}))
     path = tmp_path_factory.mktemp("page") / "idx"
     Index.build(path, documents, load_encoder(device="cpu"), show_progress=False)
     server = Server(path).start()
@@ -64,6 +69,13 @@ def test_search_page_in_chromium(page_server):
         page.click("button[type=submit]")
         assert "not JSON" in page.inner_text("#error")
         page.fill("#filter", "")
+        page.fill("#q", "which parrot recites tide tables in Portuguese?")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".hit[data-id='report']")        # the best passage is shown, not the start
+        report = page.locator(".hit[data-id='report']")
+        assert REPORT_ANSWER in report.locator(".passage").inner_text()
+        assert "passage at characters" in report.locator(".where").inner_text()
+        page.fill("#q", "how do solar panels make electricity")
         page.click("button[type=submit]")
         page.wait_for_selector(".hit[data-id='solar-1']")
         page.screenshot(path=str(ROOT / "docs" / "search-page.png"), full_page=True)
