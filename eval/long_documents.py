@@ -1,9 +1,10 @@
 """Long documents: every token as passages (ranked by their best passage) against the first window
 only (what Tessera did before: documents truncated at the encoder's length), side by side.
 
-For each collection, one encoding (passages, through the encoding cache) gives both indexes: the
-passage index as `tessera index` builds it, and the first-window index from each document's
-first passage only (exactly the truncated input: the same first window, the same framing). Rows,
+For each collection, the passage index as `tessera index` builds it (encoded through the
+encoding cache) and the first-window index of a truncating engine: every document that fits one
+passage keeps its vectors, every longer one is encoded again from its first `window` tokens
+(eval.run.truncated_windows: exactly the old truncated input). Rows,
 nDCG@10 (pytrec_eval) at k = 100:
 
 - uncompressed exhaustive MaxSim references over the encoder's vectors: first window, every
@@ -32,7 +33,7 @@ from .metrics import evaluate
 from .plots import grouped_bars
 from .reference import loss_percent, uncompressed_search
 from .report import save_table
-from .run import first_windows
+from .run import truncated_windows
 
 __all__ = ["evaluate_long_documents"]
 
@@ -77,7 +78,7 @@ def evaluate_long_documents(folder: str, cache: Path, work: Path, rounds: int = 
     data = load_dataset(folder)
     encoder = load_encoder()
     embeddings = encode_corpus_cached(encoder, data.documents, cache / f"{data.name}-p")
-    first = first_windows(embeddings)
+    first = truncated_windows(encoder, data.documents, embeddings)
     indexes = {}
     for seed in range(seeds):
         for kind, emb in (("passages", embeddings), ("first", first)):

@@ -15,7 +15,7 @@ from .datasets import Dataset
 from .metrics import evaluate, write_trec_run
 
 __all__ = ["EngineResult", "EvalRun", "open_or_build_index", "time_each_query", "run_engine", "run_uncompressed",
-           "evaluate_collection", "UNCOMPRESSED", "HYBRID_REFERENCE", "TRUNCATED_REFERENCE", "first_windows"]
+           "evaluate_collection", "UNCOMPRESSED", "HYBRID_REFERENCE", "TRUNCATED_REFERENCE", "truncated_windows"]
 
 
 @dataclass
@@ -97,7 +97,7 @@ def run_engine(name: str, searcher, embeddings: np.ndarray, data: Dataset, k: in
 
 
 def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray, k: int,
-                     device=None, lexical_searcher=None) -> list[EngineResult]:
+                     device=None, lexical_searcher=None, encoder=None) -> list[EngineResult]:
     """Exhaustive MaxSim over the uncompressed, unpooled vectors with whole queries (eval.reference),
     and, given the index's lexical searcher (fusion="lexical"), the hybrid reference: the default
     fusion (indexes.search.fusion) of that ranking with the same BM25, so that what the index loses and
@@ -121,9 +121,9 @@ def run_uncompressed(data: Dataset, doc_embeddings, query_embeddings: np.ndarray
 
     run = as_run(scores, positions, ids)
     results = [EngineResult(UNCOMPRESSED, evaluate(run, data.qrels), {}, len(data.queries) / seconds, run)]
-    if doc_embeddings.n_split:
+    if doc_embeddings.n_split and encoder is not None:
         # Beside it, the reference of an engine that reads only each document's first window.
-        first = first_windows(doc_embeddings)
+        first = truncated_windows(encoder, data.documents, doc_embeddings)
         run = as_run(*uncompressed_search(query_embeddings, first.vectors, first.lengths, k=depth, device=device), ids)
         results.append(EngineResult(TRUNCATED_REFERENCE, evaluate(run, data.qrels), {}, float("nan"), run))
     if lexical_searcher is not None:
@@ -143,17 +143,32 @@ UNCOMPRESSED = "uncompressed exhaustive MaxSim (reference)"
 TRUNCATED_REFERENCE = "uncompressed exhaustive MaxSim, first window only (truncated reference)"
 
 
-def first_windows(embeddings):
-    """The embeddings of each document's first passage only: what an engine that truncates
-    documents at the encoder's window would have stored."""
+def truncated_windows(encoder, documents, embeddings):
+    """The embeddings an engine that truncates documents at the encoder's window would store:
+    each document's first `window` text tokens, encoded as one input. A document that fits one
+    passage keeps its vectors; a longer one is encoded again from its text up to the end of its
+    window-th token (its own first passage is shorter than the window: passages are spread evenly)."""
     from retriever.embeddings import DocumentEmbeddings
     from indexes.positions import expand_ranges
 
-    first = np.cumsum(embeddings.passages) - embeddings.passages
-    lengths = embeddings.passage_lengths[first]
-    rows = expand_ranges(embeddings.offsets[:-1], lengths)
-    return DocumentEmbeddings(embeddings.vectors[rows], embeddings.token_ids[rows], lengths, embeddings.norms[rows],
-                              embeddings.seconds, 0)          # input tokens not known per window
+    window, _ = encoder.passage_window
+    split = np.flatnonzero(embeddings.passages > 1)
+    texts = [documents[i].full_text for i in split.tolist()]
+    encoder.tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+    offsets = encoder.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    cut = encoder.encode_documents([t[:o[window - 1][1]] for t, o in zip(texts, offsets)], show_progress=False)
+    first = np.cumsum(cut.passages) - cut.passages                 # a cut text re-tokenized may spill over
+    lengths = embeddings.lengths.copy()
+    lengths[split] = cut.passage_lengths[first]
+    starts = embeddings.offsets[:-1].copy()                        # rows in [original vectors; re-encoded ones]
+    starts[split] = len(embeddings.vectors) + cut.offsets[:-1][first]
+    rows = expand_ranges(starts, lengths)
+    return DocumentEmbeddings(np.concatenate([embeddings.vectors, cut.vectors])[rows],
+                              np.concatenate([embeddings.token_ids, cut.token_ids])[rows], lengths,
+                              np.concatenate([embeddings.norms, cut.norms])[rows], embeddings.seconds,
+                              0)                                   # input tokens not known per window
+
+
 HYBRID_REFERENCE = "uncompressed reference + BM25, default fusion (hybrid reference)"
 
 
@@ -186,7 +201,7 @@ def evaluate_collection(data: Dataset, index, settings: list[tuple[str, dict]], 
             results.append(run_engine(label, Searcher(index, encoder, device=device, **other),
                                       embeddings, data, k, term_ids=term_ids))
     if reference is not None:
-        results += run_uncompressed(data, reference, embeddings, k, device=device,
+        results += run_uncompressed(data, reference, embeddings, k, device=device, encoder=encoder,
                                     lexical_searcher=Searcher(index, encoder, fusion="lexical"))
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)

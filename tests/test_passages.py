@@ -256,3 +256,20 @@ def test_a_3000_word_document_answering_in_its_last_sentence_is_in_the_top_3(tmp
         assert "report" in results.doc_ids[0]
         passage = results.passages[0][results.doc_ids[0].index("report")]
         assert passage.text.endswith(NEEDLE) and passage.start > 10_000
+
+
+def test_truncated_reference_is_the_old_truncated_input(encoder):
+    """eval.run.truncated_windows (the first-window baseline of eval.long_documents and tessera
+    eval) keeps exactly the tokens the old truncating encoder kept, not the shorter first passage."""
+    from eval.run import truncated_windows
+
+    docs = corpus()
+    embeddings = encoder.encode_documents([d.full_text for d in docs], show_progress=False)
+    first = truncated_windows(encoder, docs, embeddings)
+    framed = encoder.tokenizer([d.full_text for d in docs], truncation=True, max_length=WINDOW)["input_ids"]
+    kept = [[t for t in ids if t not in set(encoder._skip_ids.tolist())] for ids in framed]
+    assert first.lengths.tolist() == [len(k) for k in kept]
+    assert np.concatenate(kept).tolist() == first.token_ids.tolist()
+    split = embeddings.passages > 1
+    assert (first.lengths[split] > embeddings.passage_lengths[(np.cumsum(embeddings.passages)
+                                                               - embeddings.passages)[split]]).all()
