@@ -43,22 +43,10 @@ def concat_embeddings(parts: Sequence[DocumentEmbeddings]) -> DocumentEmbeddings
         norms=np.concatenate([p.norms for p in parts]),
         seconds=sum(p.seconds for p in parts),
         n_input_tokens=sum(p.n_input_tokens for p in parts),
-        passage_lengths=np.concatenate([_passage_lengths(p) for p in parts]),
-        passages=np.concatenate([_passages(p) for p in parts]),
-        spans=np.concatenate([_spans(p) for p in parts]),
+        passage_lengths=np.concatenate([p.passage_lengths for p in parts]),
+        passages=np.concatenate([p.passages for p in parts]),
+        spans=None if any(p.spans is None for p in parts) else np.concatenate([p.spans for p in parts]),
     )
-
-
-def _passages(e: DocumentEmbeddings) -> np.ndarray:
-    return np.ones(len(e.lengths), np.int64) if e.passages is None else e.passages
-
-
-def _passage_lengths(e: DocumentEmbeddings) -> np.ndarray:
-    return e.lengths if e.passage_lengths is None else e.passage_lengths
-
-
-def _spans(e: DocumentEmbeddings) -> np.ndarray:
-    return np.tile(np.array([0, -1], np.int64), (len(e.lengths), 1)) if e.spans is None else e.spans
 
 
 def encode_corpus_cached(encoder: Encoder, documents: Sequence[Document], cache_dir: str | Path, *,

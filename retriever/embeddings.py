@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from indexes.positions import expand_ranges
+
+from .passages import text_spans
 
 __all__ = ["DocumentEmbeddings", "per_document"]
 
@@ -43,10 +46,15 @@ class DocumentEmbeddings:
     passages: np.ndarray | None = None
     spans: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        if self.passages is None:                 # one passage per document, spanning it
+            self.passage_lengths = np.asarray(self.lengths, dtype=np.int64)
+            self.passages = np.ones(len(self.lengths), dtype=np.int64)
+
     @property
     def n_split(self) -> int:
         """Documents encoded as more than one passage."""
-        return 0 if self.passages is None else int((self.passages > 1).sum())
+        return int((self.passages > 1).sum())
 
     @property
     def offsets(self) -> np.ndarray:
@@ -57,20 +65,17 @@ class DocumentEmbeddings:
     def tokens_per_second(self) -> float:
         return self.n_input_tokens / self.seconds if self.seconds > 0 else float("nan")
 
-    def to_batch(self, docs: np.ndarray | None = None):
+    def to_batch(self, documents: Sequence, docs: np.ndarray | None = None):
         """The builder's TokenBatch (indexes.builder.pipeline) of every document, or of `docs`
-        (indices, in that order)."""
+        (indices, in that order); `documents` are the retriever.corpus.Documents these embeddings
+        were encoded from (all of them), whose texts the passage spans are moved into
+        (retriever.passages.text_spans: from the encoded title and text to the text)."""
         from indexes.builder.pipeline import TokenBatch     # the build's modules, not the query path's
 
-        if docs is None:
-            return TokenBatch(self.vectors, self.token_ids, self.lengths, self.norms,
-                              self.passage_lengths, self.passages, self.spans)
-        docs = np.asarray(docs, dtype=np.int64)
-        off = self.offsets
-        rows = expand_ranges(off[docs], self.lengths[docs])
-        if self.passages is None:
-            return TokenBatch(self.vectors[rows], self.token_ids[rows], self.lengths[docs], self.norms[rows])
-        first = np.cumsum(self.passages) - self.passages
-        passages = expand_ranges(first[docs], self.passages[docs])
+        docs = np.arange(len(self.lengths)) if docs is None else np.asarray(docs, dtype=np.int64)
+        rows = expand_ranges(self.offsets[docs], self.lengths[docs])
+        passages = expand_ranges((np.cumsum(self.passages) - self.passages)[docs], self.passages[docs])
+        spans = None if self.spans is None else text_spans([documents[d] for d in docs.tolist()],
+                                                             self.spans[passages], self.passages[docs])
         return TokenBatch(self.vectors[rows], self.token_ids[rows], self.lengths[docs], self.norms[rows],
-                          self.passage_lengths[passages], self.passages[docs], self.spans[passages])
+                          self.passage_lengths[passages], self.passages[docs], spans)

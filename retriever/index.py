@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from indexes.builder.pipeline import TokenBatch, add_to_index, build_index, compact_index
+from indexes.builder.pipeline import add_to_index, build_index, compact_index
 from indexes.builder.recipe import DEFAULT_RECIPE, Recipe
 from indexes.values import check_stored_value
 from indexes.storage.store import IndexStore
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from indexes.storage.verify import BackgroundVerification
 from .corpus import MAX_TEXT_CHARS, Document, text_too_long
 from .encoder import DocumentEmbeddings, Encoder
-from .passages import text_spans
 from .stopwords import stopword_token_ids
 
 __all__ = ["Index", "encoder_spec", "check_documents"]
@@ -34,14 +33,6 @@ def check_documents(documents: Sequence[Document], max_text_chars: int = MAX_TEX
             raise ValueError(f"document {str(d.id)[:80]!r}: {problem}")
         for name, value in d.to_dict().items():
             check_stored_value(value, f"document {str(d.id)[:80]!r} {name}")
-
-
-def _batch(embeddings: DocumentEmbeddings, documents: Sequence[Document]) -> TokenBatch:
-    """The builder's input, passage spans moved from the encoded string (title and text) to the text."""
-    batch = embeddings.to_batch()
-    if batch.spans is not None:
-        batch.spans = text_spans(documents, batch.spans, batch.passages)
-    return batch
 
 
 @dataclass
@@ -186,7 +177,7 @@ class Index:
                 "encoding": {"runtime": encoder.runtime, "seconds": round(embeddings.seconds, 3),
                              "input_tokens": embeddings.n_input_tokens,
                              "tokens_per_second": round(embeddings.tokens_per_second, 1)}}
-        manifest = build_index(directory, _batch(embeddings, documents), [d.to_dict() for d in documents], recipe=recipe,
+        manifest = build_index(directory, embeddings.to_batch(documents), [d.to_dict() for d in documents], recipe=recipe,
                                info=info, vocab_size=len(encoder.tokenizer), stopword_ids=stopwords, seed=seed,
                                force=force)
         return cls(IndexStore.open(directory, verify=False), build_stats=manifest["build"])
@@ -204,7 +195,7 @@ class Index:
         encoder = encoder or self.load_encoder()
         embeddings = encoder.encode_documents([d.full_text for d in documents], batch_size=batch_size,
                                               show_progress=show_progress)
-        add_to_index(self.directory, _batch(embeddings, documents), [d.to_dict() for d in documents], upsert=upsert,
+        add_to_index(self.directory, embeddings.to_batch(documents), [d.to_dict() for d in documents], upsert=upsert,
                      lock_timeout=lock_timeout)
         return self.reload()
 

@@ -25,7 +25,6 @@ from indexes.storage.sharded import commit_shards, new_shard_names
 
 from .corpus import Document
 from .encoder import DocumentEmbeddings, Encoder
-from .passages import text_spans
 
 __all__ = ["build_sharded", "shard_ranges", "SAMPLE_DOCS"]
 
@@ -38,14 +37,6 @@ def shard_ranges(n_docs: int, n_shards: int) -> list[range]:
         raise ValueError(f"need 1 <= shards <= documents, got {n_shards} shards for {n_docs} documents")
     bounds = np.linspace(0, n_docs, n_shards + 1).round().astype(int)
     return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _rows(embeddings: DocumentEmbeddings, docs: np.ndarray, documents: Sequence[Document]) -> TokenBatch:
-    """The TokenBatch of documents `docs` (indices into `documents`), passage spans in their texts."""
-    batch = embeddings.to_batch(np.asarray(docs, dtype=np.int64))
-    if batch.spans is not None:
-        batch.spans = text_spans([documents[d] for d in np.asarray(docs).tolist()], batch.spans, batch.passages)
-    return batch
 
 
 def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.ndarray, recipe: str,
@@ -63,7 +54,7 @@ def build_shard(path: str, documents: list[dict], spec: dict, codec, idf: np.nda
     if batch is None:
         docs = [Document(**d) for d in documents]
         e = encoder.encode_documents([d.full_text for d in docs], show_progress=False)
-        batch = _rows(e, np.arange(len(docs)), docs)
+        batch = e.to_batch(docs)
         encoding = {"runtime": encoder.runtime, "seconds": round(e.seconds, 3), "input_tokens": e.n_input_tokens,
                     "tokens_per_second": round(e.tokens_per_second, 1)}
     faults.point("shard:encoded")
@@ -94,12 +85,12 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
     sample = np.sort(rng.permutation(len(documents))[:SAMPLE_DOCS])
     if embeddings is not None:
         idf = idf_from_token_ids(embeddings.token_ids, embeddings.lengths, vocab_size)
-        sample_batch = _rows(embeddings, sample, documents)
+        sample_batch = embeddings.to_batch(documents, sample)
     else:
         ids, lengths = encoder.document_token_ids([d.full_text for d in documents])
         idf = idf_from_token_ids(ids, lengths, vocab_size)
         e = encoder.encode_documents([documents[d].full_text for d in sample], show_progress=False)
-        sample_batch = e.to_batch()
+        sample_batch = e.to_batch([documents[d] for d in sample])
     codec = fit_codec(sample_batch, recipe, collection_docs=len(documents), idf=idf, seed=seed,
                       stopword_ids=stopword_token_ids(encoder.tokenizer, encoder.config.skiplist))
     plan_seconds = time.perf_counter() - started
@@ -114,7 +105,7 @@ def build_sharded(directory: str | Path, documents: Sequence[Document], encoder:
 
     names = new_shard_names(n_shards)
     jobs = [(str(directory / name), [d.to_dict() for d in documents[r.start:r.stop]], spec, codec, idf, str(recipe),
-             None if embeddings is None else _rows(embeddings, np.arange(r.start, r.stop), documents),
+             None if embeddings is None else embeddings.to_batch(documents, np.arange(r.start, r.stop)),
              encoding_of(r),
              faults.current()) for name, r in zip(names, ranges)]
     if use_ray:

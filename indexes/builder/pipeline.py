@@ -211,11 +211,9 @@ def compact_index(directory, *, retrain: bool = False, seed: int = 0, show_progr
                                   n_centroids=Recipe.parse(store.manifest["recipe"]).n_centroids)
         codec.projection = store.codec.projection
         codes, residuals = codec.compress(vectors, already_projected=True)
-    split = any(s.doc_passages is not None for s in store.segments)
     arrays = SegmentArrays.assemble(codes, residuals, joined["lengths"], joined["member_counts"],
                                     joined["member_token_ids"], (codec or store.codec).n_centroids,
-                                    store.manifest["vocab_size"], passages=joined["passages"],
-                                    spans=joined["spans"] if split else None)
+                                    store.manifest["vocab_size"], passages=joined["passages"], spans=joined["spans"])
     extras = {"idf": store.idf, "stopword_ids": store.stopword_ids}
     return rewrite_index(directory, codec, extras, arrays, documents, {},
                          expected_generation=store.manifest["generation"], sources=sources, lock_timeout=lock_timeout)

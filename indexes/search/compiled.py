@@ -113,52 +113,39 @@ class CompiledSearch:
         return docs[:n], top_scores[:n] + np.float32(missing.sum())
 
     def rescore(self, query: np.ndarray, positions: np.ndarray, threads: int = 1,
-                centroid_scores: np.ndarray | None = None, aggregation: str = DEFAULT_AGGREGATION,
-                best: np.ndarray | None = None) -> np.ndarray:
+                centroid_scores: np.ndarray | None = None, aggregation: str = DEFAULT_AGGREGATION) -> np.ndarray:
         """(c,) float32 exact MaxSim of one (T, dim) query against the documents at `positions`,
         scored from their stored codes (indexes/search/code_maxsim.py) passage by passage and
         aggregated per document (indexes/search/passages.py); threads > 1 splits the passages over
         numba's parallel loop (never called from several threads at once: some numba threading
-        layers do not allow it). centroid_scores: as in `candidates`; best: a (c,) int64 array
-        that receives each document's best passage number (0 for "union")."""
-        query = np.ascontiguousarray(query, dtype=np.float32)
-        positions = np.asarray(positions, dtype=np.int64)
-        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
-        scores_t = np.ascontiguousarray(scores.T)                                   # (C, T)
-        tables = rescoring_tables(self.store.codec, query)                         # (n_bytes * 256, T)
+        layers do not allow it). centroid_scores: as in `candidates`."""
         out = np.zeros(len(positions), dtype=np.float32)
-        if best is not None:
-            best[:] = 0
-        for which, block, counts in self._unit_scores(query, positions, threads, scores_t, tables,
+        for which, block, counts in self._unit_scores(query, positions, threads, centroid_scores,
                                                       whole=aggregation == "union"):
-            if counts is not None:
-                block, numbers = aggregate(block, counts, aggregation)
-                if best is not None:
-                    best[which] = numbers
-            out[which] = block
+            out[which] = block if counts is None else aggregate(block, counts, aggregation)[0]
         return out
 
     def passage_scores(self, query: np.ndarray, positions: np.ndarray,
                        centroid_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores (P,) float32 of every passage of the documents at `positions`, document after
         document in that order; counts (c,) int64 passages per document)."""
-        query = np.ascontiguousarray(query, dtype=np.float32)
         positions = np.asarray(positions, dtype=np.int64)
-        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
-        tables = rescoring_tables(self.store.codec, query)
-        counts = np.ones(len(positions), dtype=np.int64)
-        blocks = {}
-        for which, block, per_doc in self._unit_scores(query, positions, 1, np.ascontiguousarray(scores.T), tables):
-            if per_doc is not None:
-                counts[which] = per_doc
-            blocks.update(zip(which.tolist(), np.split(block, np.cumsum(counts[which])[:-1])))
-        parts = [blocks[j] for j in range(len(positions))]
-        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), counts
+        counts = self.store.passage_counts(positions)
+        first = np.cumsum(counts) - counts
+        out = np.zeros(int(counts.sum()), dtype=np.float32)
+        for which, block, _ in self._unit_scores(query, positions, 1, centroid_scores):
+            out[expand_ranges(first[which], counts[which])] = block       # each segment's passages, in place
+        return out, counts
 
-    def _unit_scores(self, query, positions, threads, scores_t, tables, whole: bool = False):
+    def _unit_scores(self, query, positions, threads, centroid_scores, whole: bool = False):
         """Per segment: (which (indices into positions), MaxSim of each unit (float32), passages per
         document or None when every unit is a document); a unit is a passage, or with `whole` a
         document scored over all its vectors."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.int64)
+        scores = self.centroid_scores(query) if centroid_scores is None else centroid_scores
+        scores_t = np.ascontiguousarray(scores.T)                                   # (C, T)
+        tables = rescoring_tables(self.store.codec, query)                         # (n_bytes * 256, T)
         for s, which, codes, residuals, starts, lengths, segment in self.by_segment(positions):
             counts = None
             if not whole and segment.doc_passages is not None:

@@ -203,17 +203,14 @@ class Engine(Ranker):
                                          term_ids=None if term_ids is None else np.asarray(term_ids)[real])
 
     def rescore(self, query: torch.Tensor, positions: np.ndarray, threads: int = 1,
-                centroid_scores: np.ndarray | None = None, best: np.ndarray | None = None) -> np.ndarray:
+                centroid_scores: np.ndarray | None = None) -> np.ndarray:
         """(c,) float32 exact MaxSim of one (T, dim) projected query against `positions`, each
         document scored from its passages by the engine's aggregation (centroid_scores: the query's
-        (T, C) scores against the centroids, when already known; best: (c,) int64 that receives
-        each document's best passage number)."""
+        (T, C) scores against the centroids, when already known)."""
         fast = self.compiled_path(query.device)
         if fast is not None:
             return fast.rescore(query.numpy(), positions, threads, centroid_scores=centroid_scores,
-                                aggregation=self.aggregation, best=best)
-        if best is not None:
-            best[:] = aggregate(*self.passage_scores(query, positions), "maxp")[1]
+                                aggregation=self.aggregation)
         return rescore(self.store, query[None], positions, self.aggregation)[0].cpu().numpy()
 
     def passage_scores(self, query: torch.Tensor, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,7 +95,7 @@ class SegmentArrays:
         if passages is None:
             passages = np.ones(len(lengths), dtype=np.int64)
         doc_passages = np.concatenate([[0], np.cumsum(passages)]).astype(np.int64)
-        split = len(passage_offsets) != len(doc_passages) or spans is not None
+        split = len(passage_offsets) != len(doc_passages)     # else (0, -1) spans say it: the whole text
         return cls(codes=codes, residuals=residuals, doc_offsets=passage_offsets[doc_passages],
                    member_counts=np.asarray(member_counts).astype(np.uint16), member_token_ids=member_token_ids,
                    ivf_offsets=ivf_offsets, ivf_vector_ids=ivf_ids,
